@@ -1,0 +1,47 @@
+# Lifeboat. `make help` lists the targets.
+
+GO      ?= go
+BIN     := bin
+GOFLAGS ?=
+export GOFLAGS
+
+.PHONY: help deps build test unit e2e lint fuzz bench demo clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+deps: ## install what tests, benchmarks and the demo need (apt-get, go mod download)
+	@scripts/deps.sh
+
+build: ## build the commands into bin/
+	$(GO) build -o $(BIN)/ ./cmds/...
+
+test: deps lint ## the whole test suite: lint, unit tests (race detector), end-to-end interop
+	$(GO) test -race -count=1 ./pkg/... ./internal/... ./cmds/...
+	$(GO) test -count=1 -timeout 20m ./tests/...
+
+unit: ## unit tests only, no root, no real peers
+	$(GO) test -count=1 ./pkg/... ./internal/... ./cmds/...
+
+e2e: deps ## end-to-end interop tests against the real casync
+	$(GO) test -count=1 -v -timeout 20m ./tests/...
+
+lint: ## gofmt, go vet, go mod tidy check
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+	@for t in FuzzReadIndex FuzzDecode; do $(GO) test ./pkg/chunk -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
+	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
+
+bench: deps build ## Go benchmarks, then our make/extract against casync's on one image
+	$(GO) test -run XXX -bench . -benchtime 3x ./pkg/chunk/
+	scripts/bench.sh
+
+demo: deps build ## chunk a real ext4 image, serve it over HTTP, update a second image from it
+	scripts/demo.sh
+
+clean: ## remove build output
+	rm -rf $(BIN)

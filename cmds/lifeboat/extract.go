@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/assemble"
+	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/progress"
+	"github.com/lifeboat-update/lifeboat/pkg/store"
+)
+
+var extractCommand = cli.Command{
+	Name:     "extract",
+	Usage:    "[--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]... INDEX.caibx TARGET",
+	Synopsis: "write the image an index describes into a file or block device",
+	Run:      runExtract,
+}
+
+func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
+	var stores, seeds, seedIndexes cli.Strings
+	fs.Var(&stores, "store", "chunk store: a directory or an http(s) URL; repeat to fail over in order")
+	fs.Var(&seeds, "seed", "file or block device that may share chunks with the image; repeatable")
+	fs.Var(&seedIndexes, "seed-index", "index of a seed image that lies beside it without .caibx; repeatable")
+	workers := fs.Int("workers", 8, "chunks fetched and written at once")
+	prog := fs.String("progress", "auto", "progress display: auto, bar, line (serial consoles) or none")
+	asJSON := fs.Bool("json", false, "print statistics as JSON on stdout")
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return cli.Usagef("want INDEX.caibx and TARGET, got %d arguments", fs.NArg())
+	}
+	indexPath, targetPath := fs.Arg(0), fs.Arg(1)
+	reporter, err := cli.Progress(*prog, std.Stderr)
+	if err != nil {
+		return err
+	}
+
+	idx, err := readIndex(indexPath)
+	if err != nil {
+		return err
+	}
+	opt := assemble.Options{Workers: *workers, Progress: reporter}
+	for _, s := range stores {
+		st, err := store.Open(s)
+		if err != nil {
+			return err
+		}
+		opt.Stores = append(opt.Stores, st)
+	}
+	for _, p := range seeds {
+		seed, c, err := assemble.OpenSeed(p, "")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		opt.Seeds = append(opt.Seeds, seed)
+	}
+	for _, x := range seedIndexes {
+		img, err := assemble.SeedIndexPath(x)
+		if err != nil {
+			return err
+		}
+		seed, c, err := assemble.OpenSeed(img, x)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		opt.Seeds = append(opt.Seeds, seed)
+	}
+
+	target, err := assemble.OpenTarget(targetPath, int64(idx.Size()))
+	if err != nil {
+		return err
+	}
+	opt.InPlace, opt.Fresh = target.InPlace(), target.Fresh()
+	stats, err := assemble.Assemble(ctx, idx, target, opt)
+	if err != nil {
+		target.Abort()
+		return fmt.Errorf("extract %s: %w", targetPath, err)
+	}
+	if err := target.Commit(); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(std.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(stats)
+	}
+	printStats(std.Stdout, stats)
+	return nil
+}
+
+func readIndex(path string) (*chunk.Index, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	x, err := chunk.ReadIndex(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return x, nil
+}
+
+func printStats(w io.Writer, s *assemble.Stats) {
+	fmt.Fprintf(w, "image:     %d chunks (%d distinct), %s\n", s.Chunks, s.Unique, progress.Bytes(s.Bytes))
+	line := func(label string, src assemble.Source) {
+		fmt.Fprintf(w, "%-10s %d chunks, %s", label+":", src.Chunks, progress.Bytes(src.Bytes))
+		if src.Wire > 0 {
+			fmt.Fprintf(w, " (%s transferred)", progress.Bytes(src.Wire))
+		}
+		fmt.Fprintln(w)
+	}
+	line("in place", s.InPlace)
+	line("zeros", s.Zero)
+	for _, src := range s.Seeds {
+		line("seed "+src.Name, src)
+	}
+	for _, src := range s.Stores {
+		line("store "+src.Name, src)
+	}
+	if s.SeedMismatches > 0 {
+		fmt.Fprintf(w, "seed chunks that did not match their index: %d\n", s.SeedMismatches)
+	}
+	fmt.Fprintf(w, "fetched:   %s from stores, %d retries, in %s\n", progress.Bytes(s.Fetched()), s.Retries, s.Duration.Round(1e6))
+}

@@ -1,0 +1,42 @@
+// Command lifeboat is Lifeboat's device-side tool: it runs in the recovery
+// ramdisk and in the installed system.
+//
+// Synopsis:
+//
+//	lifeboat extract [--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]...
+//	                 [--workers=N] [--progress=auto|bar|line|none] [--json] INDEX.caibx TARGET
+//
+// extract writes the image an index describes into TARGET, a file or block
+// device. Each chunk comes from the cheapest verified source: TARGET itself
+// when it already holds the chunk (an existing file or device), zeros
+// without I/O, the seeds (--seed chunks a file or device on the fly;
+// --seed-index reads a seed's index, its image being the index path without
+// .caibx), and last the stores, tried in the order given. Every chunk is
+// verified against its ID before it is written. A new TARGET file appears
+// only once it is whole.
+//
+// Flags follow casync's names; --json prints the statistics as JSON.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/lifeboat-update/lifeboat/internal/cli"
+)
+
+var commands = []cli.Command{
+	extractCommand,
+}
+
+func run(ctx context.Context, io cli.IO, args []string) int {
+	return cli.Run(ctx, "lifeboat", commands, io, args)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:]))
+}

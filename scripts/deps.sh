@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what Lifeboat's tests, benchmarks and demo need on Debian, when
+# it is missing: the real peers we test against and the tools that make
+# test images. Safe to run again; installs nothing that is already there.
+set -euo pipefail
+
+# command -> Debian package
+declare -A need=(
+	[casync]=casync
+	[zstd]=zstd
+	[mkfs.ext4]=e2fsprogs
+	[debugfs]=e2fsprogs
+	[/usr/bin/time]=time
+	[curl]=curl
+)
+
+missing=()
+for cmd in "${!need[@]}"; do
+	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then
+		missing+=("${need[$cmd]}")
+	fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+	echo "deps: installing $pkgs"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get install -y -qq $pkgs >/dev/null 2>&1 ||
+		{ $sudo apt-get update -qq && $sudo apt-get install -y -qq $pkgs >/dev/null; }
+fi
+
+go mod download
