@@ -75,6 +75,10 @@ func runMake(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) e
 	if err != nil {
 		return fmt.Errorf("%s: size: %w", imagePath, err)
 	}
+	before, err := img.Stat()
+	if err != nil {
+		return err
+	}
 	c, err := chunk.NewChunker(params)
 	if err != nil {
 		return err
@@ -86,9 +90,14 @@ func runMake(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) e
 	if err != nil {
 		return fmt.Errorf("chunk %s: %w", imagePath, err)
 	}
-	added, err := store.AddChunks(ctx, ws, img, x.Chunks, d, reporter)
+	added, err := store.AddChunks(ctx, ws, img, x.Chunks, reporter)
 	if err != nil {
 		return fmt.Errorf("store %s: %w", *storeDir, err)
+	}
+	// The chunks were hashed once, when cut; a write to the image since then
+	// would have stored chunks under the wrong IDs.
+	if after, err := img.Stat(); err != nil || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+		return fmt.Errorf("%s changed while it was being chunked; the store may hold chunks that match no index", imagePath)
 	}
 	if err := writeFileAtomic(indexPath, x); err != nil {
 		return err

@@ -22,6 +22,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
@@ -35,7 +36,14 @@ func run(ctx context.Context, io cli.IO, args []string) int {
 	return cli.Run(ctx, "lifeboat", commands, io, args)
 }
 
+// memoryLimit is the soft heap limit on a device, where the updater shares
+// a small RAM with the system it updates. GOMEMLIMIT overrides it.
+const memoryLimit = 16 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:]))

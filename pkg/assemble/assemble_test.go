@@ -63,7 +63,7 @@ func makeIndex(t *testing.T, data []byte) (*chunk.Index, *store.Mem) {
 		t.Fatal(err)
 	}
 	m := store.NewMem()
-	if _, err := store.AddChunks(context.Background(), m, bytes.NewReader(data), x.Chunks, x.Digest, nil); err != nil {
+	if _, err := store.AddChunks(context.Background(), m, bytes.NewReader(data), x.Chunks, nil); err != nil {
 		t.Fatal(err)
 	}
 	return x, m

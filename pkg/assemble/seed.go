@@ -82,7 +82,7 @@ func (r *run) fromSeed(ctx context.Context, n int, s *Seed) error {
 	if err != nil {
 		return err
 	}
-	return chunk.ScanFunc(ctx, s.R, s.Size, c, r.idx.Digest, chunk.ScanOptions{SectionSize: 16 << 20},
+	return chunk.ScanFunc(ctx, s.R, s.Size, c, r.idx.Digest, chunk.ScanOptions{SectionSize: 16 << 20, Workers: 2 * cpuWorkers()},
 		func(e chunk.Entry, data []byte) error {
 			w := r.wants[e.ID]
 			if w == nil || w.size != len(data) || w.claimed.Load() || !w.claimed.CompareAndSwap(false, true) {

@@ -113,7 +113,7 @@ feed:
 	return context.Cause(ctx)
 }
 
-func readBufSize(maxChunk int) int { return max(4<<20, 2*maxChunk) }
+func readBufSize(maxChunk int) int { return max(1<<20, 2*maxChunk) }
 
 // scanSection cuts chunks from sec.start until a cut at or past sec.end.
 func scanSection(ctx context.Context, r io.ReaderAt, size int64, sec span, c *Chunker, d Digest, buf []byte, progress func(int64), fn func(Entry, []byte) error) error {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 )
@@ -29,6 +30,7 @@ const tmpPrefix = ".tmp-"
 // after writing them, which is far cheaper on flash than a sync per chunk.
 type Local struct {
 	dir string
+	seq atomic.Uint64 // numbers temporary files
 }
 
 var _ WriteStore = (*Local)(nil)
@@ -98,20 +100,19 @@ func (l *Local) Put(ctx context.Context, id chunk.ID, compressed []byte) error {
 		return fmt.Errorf("put chunk %s: %w", id, err)
 	}
 	path := l.Path(id)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("put chunk: %w", err)
+	// A unique temporary name, without CreateTemp's retries and chmod: a
+	// chunk write is a handful of syscalls, and a store takes thousands.
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf("%s%s-%d-%d", tmpPrefix, id, os.Getpid(), l.seq.Add(1)))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		}
 	}
-	f, err := os.CreateTemp(dir, tmpPrefix+id.String()+"-*")
 	if err != nil {
 		return fmt.Errorf("put chunk: %w", err)
 	}
-	tmp := f.Name()
 	_, err = f.Write(compressed)
-	if err == nil {
-		// CreateTemp makes 0600 files; chunk files are served and shared.
-		err = f.Chmod(0o644)
-	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
