@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
@@ -17,7 +18,7 @@ import (
 
 var extractCommand = cli.Command{
 	Name:     "extract",
-	Usage:    "[--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]... INDEX.caibx TARGET",
+	Usage:    "[--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]... [--timeout=D] [--retries=N] INDEX.caibx TARGET",
 	Synopsis: "write the image an index describes into a file or block device",
 	Run:      runExtract,
 }
@@ -28,6 +29,8 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	fs.Var(&seeds, "seed", "file or block device that may share chunks with the image; repeatable")
 	fs.Var(&seedIndexes, "seed-index", "index of a seed image that lies beside it without .caibx; repeatable")
 	workers := fs.Int("workers", 8, "chunks fetched and written at once")
+	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for each HTTP request")
+	retries := fs.Int("retries", 4, "times an HTTP request is repeated after a failure, with backoff")
 	prog := fs.String("progress", "auto", "progress display: auto, bar, line (serial consoles) or none")
 	asJSON := fs.Bool("json", false, "print statistics as JSON on stdout")
 	if err := cli.Parse(fs, args); err != nil {
@@ -35,6 +38,9 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	}
 	if fs.NArg() != 2 {
 		return cli.Usagef("want INDEX.caibx and TARGET, got %d arguments", fs.NArg())
+	}
+	if *timeout <= 0 || *retries < 0 || *workers <= 0 {
+		return cli.Usagef("--timeout and --workers must be positive, --retries not negative")
 	}
 	indexPath, targetPath := fs.Arg(0), fs.Arg(1)
 	reporter, err := cli.Progress(*prog, std.Stderr)
@@ -48,7 +54,7 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	}
 	opt := assemble.Options{Workers: *workers, Progress: reporter}
 	for _, s := range stores {
-		st, err := store.Open(s)
+		st, err := store.Open(s, store.WithTimeout(*timeout), store.WithRetries(*retries))
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,8 @@
 // Synopsis:
 //
 //	lifeboat extract [--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]...
-//	                 [--workers=N] [--progress=auto|bar|line|none] [--json] INDEX.caibx TARGET
+//	                 [--workers=N] [--timeout=30s] [--retries=4] [--progress=auto|bar|line|none]
+//	                 [--json] INDEX.caibx TARGET
 //
 // extract writes the image an index describes into TARGET, a file or block
 // device. Each chunk comes from the cheapest verified source: TARGET itself
@@ -15,7 +16,10 @@
 // verified against its ID before it is written. A new TARGET file appears
 // only once it is whole.
 //
-// Flags follow casync's names; --json prints the statistics as JSON.
+// HTTP requests that fail (5xx, 408, 429, network errors, bodies cut short)
+// are repeated up to --retries times with jittered exponential backoff;
+// each attempt may take --timeout. Flags follow casync's names; --json
+// prints the statistics as JSON.
 package main
 
 import (

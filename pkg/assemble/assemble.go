@@ -276,11 +276,17 @@ func (r *run) checkInPlace(ctx context.Context) error {
 	})
 }
 
-// zeros settles the chunks made of zero bytes. The chunker cuts a run of
-// zeros at the maximum size, so zero chunks are the maximum size, or chunks
-// that repeat; only those sizes are worth a digest.
+// zeros settles the chunks made of zero bytes. Inside a run of zeros the
+// hash is constant, so the chunker cuts it at the maximum size (or at the
+// first cut test, should the constant hash cut); a run ending the image ends
+// in a shorter chunk. So zero chunks have those sizes, or repeat: only those
+// sizes are worth a digest.
 func (r *run) zeros(ctx context.Context) error {
-	sizes := map[int]bool{int(r.idx.Params.Max): true}
+	p := r.idx.Params
+	sizes := map[int]bool{int(p.Max): true, int(max(p.Min, chunk.WindowSize)): true}
+	if n := len(r.idx.Chunks); n > 0 {
+		sizes[int(r.idx.Chunks[n-1].Size)] = true
+	}
 	for _, w := range r.order {
 		if len(w.at) > 1 {
 			sizes[w.size] = true
@@ -398,6 +404,9 @@ func (r *run) fetch(ctx context.Context, w *want, buf []byte) ([]byte, error) {
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			err = store.ErrNotFound // the chunk and the store are named already
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", st, err))
 	}

@@ -99,6 +99,34 @@ func TestAssembleFromStore(t *testing.T) {
 	}
 }
 
+func TestAssembleZeroTail(t *testing.T) {
+	// An image ending in zeros ends in a zero chunk shorter than the
+	// maximum, which appears once: it must not be fetched.
+	data := append(randomBytes(10, 1<<20), make([]byte, 1060921)...)
+	x, m := makeIndex(t, data)
+	last := x.Chunks[len(x.Chunks)-1]
+	if last.Size == params.Max {
+		t.Fatalf("test image's last chunk is %d bytes, want a short one", last.Size)
+	}
+	target := &memTarget{b: make([]byte, len(data))}
+	st, err := Assemble(context.Background(), x, target, Options{Stores: []store.Store{m}, Fresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(target.b, data) {
+		t.Fatal("Assemble wrote the wrong image")
+	}
+	if want := int64(len(data) - 1<<20); st.Zero.Bytes < want-int64(params.Max) {
+		t.Errorf("zero bytes = %d, want about %d: the zero tail was fetched", st.Zero.Bytes, want)
+	}
+	if got := st.Zero.Bytes + st.Stores[0].Bytes; got != int64(len(data)) {
+		t.Errorf("zero + store bytes = %d, want %d", got, len(data))
+	}
+	if st.Stores[0].Bytes > 1<<20+int64(params.Max) {
+		t.Errorf("store bytes = %d, want at most the random part and one boundary chunk", st.Stores[0].Bytes)
+	}
+}
+
 func TestAssembleWithSeed(t *testing.T) {
 	old := image(2)
 	newer := edit(old)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/bits"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -199,6 +200,39 @@ func TestScanMatchesSerial(t *testing.T) {
 			if diff := cmp.Diff(ends, gotEnds); diff != "" {
 				t.Errorf("Scan(%s, section %d) ends differ from serial (-want +got):\n%s", p, sec, diff)
 			}
+		}
+	}
+}
+
+func TestScanFuncSeesTheSerialChain(t *testing.T) {
+	// Zero runs across section starts keep the chains apart longest.
+	data := testData(200, 5<<20)
+	for _, off := range []int{1 << 20, 2<<20 - 5000, 3<<20 + 100} {
+		clear(data[off-300<<10 : off+200<<10])
+	}
+	c, _ := NewChunker(DefaultParams)
+	want, err := Scan(context.Background(), bytes.NewReader(data), int64(len(data)), c, SHA512256, ScanOptions{SectionSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	seen := map[Entry]bool{}
+	err = ScanFunc(context.Background(), bytes.NewReader(data), int64(len(data)), c, SHA512256, ScanOptions{SectionSize: 1 << 20, Workers: 3},
+		func(e Entry, b []byte) error {
+			if SHA512256.Sum(b) != e.ID || len(b) != int(e.Size) {
+				t.Errorf("ScanFunc passed %d bytes that do not hash to %s", len(b), e.ID)
+			}
+			mu.Lock()
+			seen[e] = true
+			mu.Unlock()
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range want {
+		if !seen[e] {
+			t.Errorf("ScanFunc never passed chunk %d of the serial chain (%d+%d)", i, e.Start, e.Size)
 		}
 	}
 }

@@ -44,31 +44,36 @@ func (o ScanOptions) sectionSize(maxChunk int) int64 {
 // made, follows that worker's cuts from there on; the merge re-cuts
 // serially only the few chunks before each meeting point.
 func Scan(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions) ([]Entry, error) {
+	return scan(ctx, r, size, c, d, opt, nil)
+}
+
+// ScanFunc is Scan for callers that want the chunks' bytes, such as a seed
+// being searched for content: it calls fn with every chunk of the serial
+// chain and its bytes (valid only during the call), from several goroutines
+// and in no particular order. fn may also see a few extra chunks, cut from
+// section starts before the chains met; each is still the digest of exactly
+// the bytes passed.
+func ScanFunc(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions, fn func(e Entry, data []byte) error) error {
+	_, err := scan(ctx, r, size, c, d, opt, fn)
+	return err
+}
+
+func scan(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions, fn func(Entry, []byte) error) ([]Entry, error) {
 	secs := sections(size, opt.sectionSize(c.max))
 	results := make([][]Entry, len(secs))
 	err := forEachSection(ctx, secs, opt.workers(), c.max, func(i int, buf []byte) error {
-		return scanSection(ctx, r, size, secs[i], c, d, buf, opt.Progress, func(e Entry, _ []byte) error {
+		return scanSection(ctx, r, size, secs[i], c, d, buf, opt.Progress, func(e Entry, data []byte) error {
 			results[i] = append(results[i], e)
+			if fn != nil {
+				return fn(e, data)
+			}
 			return nil
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	return merge(ctx, r, size, c, d, results)
-}
-
-// ScanFunc chunks r[0:size) in parallel sections and calls fn for every
-// chunk it cuts, with the chunk's bytes (valid only during the call), from
-// several goroutines and in no particular order. Each chunk's ID is the
-// digest of exactly the bytes passed, but near section starts the cuts may
-// differ from a serial scan's: use it to find content (a seed), and Scan to
-// describe an image.
-func ScanFunc(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions, fn func(e Entry, data []byte) error) error {
-	secs := sections(size, opt.sectionSize(c.max))
-	return forEachSection(ctx, secs, opt.workers(), c.max, func(i int, buf []byte) error {
-		return scanSection(ctx, r, size, secs[i], c, d, buf, opt.Progress, fn)
-	})
+	return merge(ctx, r, size, c, d, results, fn)
 }
 
 type span struct{ start, end int64 }
@@ -136,8 +141,9 @@ func scanSection(ctx context.Context, r io.ReaderAt, size int64, sec span, c *Ch
 	return nil
 }
 
-// merge joins the sections' chunks into the serial chain of cuts.
-func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, results [][]Entry) ([]Entry, error) {
+// merge joins the sections' chunks into the serial chain of cuts, passing
+// the chunks it cuts itself to fn, if set.
+func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, results [][]Entry, fn func(Entry, []byte) error) ([]Entry, error) {
 	if len(results) == 0 {
 		return nil, nil
 	}
@@ -152,7 +158,13 @@ func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest,
 			return Entry{}, err
 		}
 		n := c.Cut(data)
-		return Entry{Start: uint64(pos), Size: uint64(n), ID: d.Sum(data[:n])}, nil
+		e := Entry{Start: uint64(pos), Size: uint64(n), ID: d.Sum(data[:n])}
+		if fn != nil {
+			if err := fn(e, data[:n]); err != nil {
+				return Entry{}, err
+			}
+		}
+		return e, nil
 	}
 	end := func() int64 {
 		if len(out) == 0 {

@@ -25,7 +25,7 @@ type AddStats struct {
 }
 
 // AddChunks puts into ws every distinct chunk of r listed in entries that
-// ws does not already hold, compressing on GOMAXPROCS workers. The chunks
+// ws does not already hold, compressing on 2×GOMAXPROCS workers. The chunks
 // are not hashed again: r must be the input the entries were cut from,
 // unchanged (the make command checks the image did not change meanwhile).
 func AddChunks(ctx context.Context, ws WriteStore, r io.ReaderAt, entries []chunk.Entry, prog progress.Reporter) (AddStats, error) {
@@ -51,7 +51,9 @@ func AddChunks(ctx context.Context, ws WriteStore, r io.ReaderAt, entries []chun
 	defer cancel(nil)
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(todo)) {
+	// Twice the cores: a worker blocked creating a chunk file leaves its core
+	// to another that compresses.
+	for range min(2*runtime.GOMAXPROCS(0), len(todo)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
