@@ -82,9 +82,20 @@ func (r *run) fromSeed(ctx context.Context, n int, s *Seed) error {
 	if err != nil {
 		return err
 	}
-	return chunk.ScanFunc(ctx, s.R, s.Size, c, r.idx.Digest, chunk.ScanOptions{SectionSize: 16 << 20, Workers: 2 * cpuWorkers()},
+	// Only a chunk of a size the index has can be wanted: the others are
+	// not worth a digest.
+	sizes := make(map[int]bool)
+	for _, w := range r.order {
+		if !w.claimed.Load() {
+			sizes[w.size] = true
+		}
+	}
+	return chunk.ScanFunc(ctx, s.R, s.Size, c, chunk.ScanOptions{SectionSize: 16 << 20, Workers: 2 * cpuWorkers()},
 		func(e chunk.Entry, data []byte) error {
-			w := r.wants[e.ID]
+			if !sizes[len(data)] {
+				return nil
+			}
+			w := r.wants[r.idx.Digest.Sum(data)]
 			if w == nil || w.size != len(data) || w.claimed.Load() || !w.claimed.CompareAndSwap(false, true) {
 				return nil
 			}

@@ -44,21 +44,24 @@ func (o ScanOptions) sectionSize(maxChunk int) int64 {
 // made, follows that worker's cuts from there on; the merge re-cuts
 // serially only the few chunks before each meeting point.
 func Scan(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions) ([]Entry, error) {
-	return scan(ctx, r, size, c, d, opt, nil)
+	return scan(ctx, r, size, c, &d, opt, nil)
 }
 
 // ScanFunc is Scan for callers that want the chunks' bytes, such as a seed
 // being searched for content: it calls fn with every chunk of the serial
 // chain and its bytes (valid only during the call), from several goroutines
 // and in no particular order. fn may also see a few extra chunks, cut from
-// section starts before the chains met; each is still the digest of exactly
-// the bytes passed.
-func ScanFunc(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions, fn func(e Entry, data []byte) error) error {
-	_, err := scan(ctx, r, size, c, d, opt, fn)
+// section starts before the chains met.
+//
+// The entries carry no ID: fn hashes the chunks it has a use for, so that a
+// seed's chunks of sizes nobody wants cost no digest.
+func ScanFunc(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, opt ScanOptions, fn func(e Entry, data []byte) error) error {
+	_, err := scan(ctx, r, size, c, nil, opt, fn)
 	return err
 }
 
-func scan(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, opt ScanOptions, fn func(Entry, []byte) error) ([]Entry, error) {
+// scan cuts r, hashing each chunk with d unless d is nil.
+func scan(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d *Digest, opt ScanOptions, fn func(Entry, []byte) error) ([]Entry, error) {
 	secs := sections(size, opt.sectionSize(c.max))
 	results := make([][]Entry, len(secs))
 	err := forEachSection(ctx, secs, opt.workers(), c.max, func(i int, buf []byte) error {
@@ -121,7 +124,7 @@ feed:
 func readBufSize(maxChunk int) int { return max(1<<20, 2*maxChunk) }
 
 // scanSection cuts chunks from sec.start until a cut at or past sec.end.
-func scanSection(ctx context.Context, r io.ReaderAt, size int64, sec span, c *Chunker, d Digest, buf []byte, progress func(int64), fn func(Entry, []byte) error) error {
+func scanSection(ctx context.Context, r io.ReaderAt, size int64, sec span, c *Chunker, d *Digest, buf []byte, progress func(int64), fn func(Entry, []byte) error) error {
 	w := window{r: r, size: size, buf: buf}
 	for pos := sec.start; pos < sec.end; {
 		data, err := w.at(ctx, pos, c.max)
@@ -129,7 +132,7 @@ func scanSection(ctx context.Context, r io.ReaderAt, size int64, sec span, c *Ch
 			return err
 		}
 		n := c.Cut(data)
-		e := Entry{Start: uint64(pos), Size: uint64(n), ID: d.Sum(data[:n])}
+		e := entry(pos, data[:n], d)
 		if err := fn(e, data[:n]); err != nil {
 			return err
 		}
@@ -143,7 +146,7 @@ func scanSection(ctx context.Context, r io.ReaderAt, size int64, sec span, c *Ch
 
 // merge joins the sections' chunks into the serial chain of cuts, passing
 // the chunks it cuts itself to fn, if set.
-func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest, results [][]Entry, fn func(Entry, []byte) error) ([]Entry, error) {
+func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d *Digest, results [][]Entry, fn func(Entry, []byte) error) ([]Entry, error) {
 	if len(results) == 0 {
 		return nil, nil
 	}
@@ -158,7 +161,7 @@ func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest,
 			return Entry{}, err
 		}
 		n := c.Cut(data)
-		e := Entry{Start: uint64(pos), Size: uint64(n), ID: d.Sum(data[:n])}
+		e := entry(pos, data[:n], d)
 		if fn != nil {
 			if err := fn(e, data[:n]); err != nil {
 				return Entry{}, err
@@ -200,6 +203,15 @@ func merge(ctx context.Context, r io.ReaderAt, size int64, c *Chunker, d Digest,
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// entry describes the chunk data at pos, with its ID if d is set.
+func entry(pos int64, data []byte, d *Digest) Entry {
+	e := Entry{Start: uint64(pos), Size: uint64(len(data))}
+	if d != nil {
+		e.ID = d.Sum(data)
+	}
+	return e
 }
 
 // window serves the bytes of r from pos on, reading ahead in large blocks.
