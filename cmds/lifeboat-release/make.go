@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -36,8 +35,7 @@ func runMake(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) e
 	storeDir := fs.String("store", "", "chunk store directory (default: default.castr beside the index)")
 	sizes := fs.String("chunk-size", chunk.DefaultParams.String(), "chunk sizes, AVG or MIN:AVG:MAX, with optional K/M suffixes")
 	digest := fs.String("digest", "sha512-256", "chunk ID digest: sha512-256 or sha256")
-	prog := fs.String("progress", "auto", "progress display: auto, bar, line (serial consoles) or none")
-	asJSON := fs.Bool("json", false, "print statistics as JSON on stdout")
+	out := cli.OutputFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -53,7 +51,7 @@ func runMake(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) e
 	if err != nil {
 		return cli.Usagef("--digest: %v", err)
 	}
-	reporter, err := cli.Progress(*prog, std.Stderr)
+	reporter, err := out.Reporter(std.Stderr)
 	if err != nil {
 		return err
 	}
@@ -103,15 +101,11 @@ func runMake(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) e
 		return err
 	}
 	st := makeStats{Index: indexPath, Size: size, Chunks: len(x.Chunks), Store: added, Duration: time.Since(start)}
-	if *asJSON {
-		enc := json.NewEncoder(std.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	fmt.Fprintf(std.Stdout, "%s: %s in %d chunks (%d distinct); %d new in %s, %s stored, in %s\n",
-		indexPath, progress.Bytes(size), st.Chunks, added.Chunks, added.New, *storeDir,
-		progress.Bytes(added.Stored), st.Duration.Round(time.Millisecond))
-	return nil
+	return out.Result(std.Stdout, st, func(w io.Writer) {
+		fmt.Fprintf(w, "%s: %s in %d chunks (%d distinct); %d new in %s, %s stored, in %s\n",
+			indexPath, progress.Bytes(size), st.Chunks, added.Chunks, added.New, *storeDir,
+			progress.Bytes(added.Stored), st.Duration.Round(time.Millisecond))
+	})
 }
 
 // writeFileAtomic writes the index under a temporary name, syncs it and

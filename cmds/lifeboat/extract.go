@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
@@ -31,8 +29,7 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	workers := fs.Int("workers", 8, "chunks fetched and written at once")
 	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for each HTTP request")
 	retries := fs.Int("retries", 4, "times an HTTP request is repeated after a failure, with backoff")
-	prog := fs.String("progress", "auto", "progress display: auto, bar, line (serial consoles) or none")
-	asJSON := fs.Bool("json", false, "print statistics as JSON on stdout")
+	out := cli.OutputFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -43,12 +40,12 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 		return cli.Usagef("--timeout and --workers must be positive, --retries not negative")
 	}
 	indexPath, targetPath := fs.Arg(0), fs.Arg(1)
-	reporter, err := cli.Progress(*prog, std.Stderr)
+	reporter, err := out.Reporter(std.Stderr)
 	if err != nil {
 		return err
 	}
 
-	idx, err := readIndex(indexPath)
+	idx, err := chunk.ReadIndexFile(indexPath)
 	if err != nil {
 		return err
 	}
@@ -94,26 +91,7 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	if err := target.Commit(); err != nil {
 		return err
 	}
-	if *asJSON {
-		enc := json.NewEncoder(std.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(stats)
-	}
-	printStats(std.Stdout, stats)
-	return nil
-}
-
-func readIndex(path string) (*chunk.Index, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	x, err := chunk.ReadIndex(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return x, nil
+	return out.Result(std.Stdout, stats, func(w io.Writer) { printStats(w, stats) })
 }
 
 func printStats(w io.Writer, s *assemble.Stats) {

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -106,6 +107,36 @@ type Strings []string
 
 func (s *Strings) String() string     { return strings.Join(*s, ",") }
 func (s *Strings) Set(v string) error { *s = append(*s, v); return nil }
+
+// Output is the pair of flags every reporting command has: --progress and
+// --json.
+type Output struct {
+	progress string
+	json     bool
+}
+
+// OutputFlags defines --progress and --json on fs.
+func OutputFlags(fs *flag.FlagSet) *Output {
+	o := &Output{}
+	fs.StringVar(&o.progress, "progress", "auto", "progress display: auto, bar, line (serial consoles) or none")
+	fs.BoolVar(&o.json, "json", false, "print statistics as JSON on stdout")
+	return o
+}
+
+// Reporter returns the progress reporter --progress asks for, drawing on w.
+func (o *Output) Reporter(w io.Writer) (progress.Reporter, error) { return Progress(o.progress, w) }
+
+// Result prints v as indented JSON on w if --json was given, and calls text
+// otherwise.
+func (o *Output) Result(w io.Writer, v any, text func(io.Writer)) error {
+	if !o.json {
+		text(w)
+		return nil
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 // Progress returns the reporter a --progress flag value asks for: "bar"
 // redraws a line in place, "line" prints a line per step (for serial

@@ -37,7 +37,7 @@ func OpenSeed(path, indexPath string) (*Seed, io.Closer, error) {
 	}
 	s := &Seed{Name: path, R: f, Size: size}
 	if indexPath != "" {
-		s.Index, err = readIndexFile(indexPath)
+		s.Index, err = chunk.ReadIndexFile(indexPath)
 		if err != nil {
 			f.Close()
 			return nil, nil, fmt.Errorf("seed %s: %w", path, err)
@@ -58,19 +58,6 @@ func SeedIndexPath(indexPath string) (string, error) {
 		return "", fmt.Errorf("seed index %q: want a path ending in .caibx next to its image", indexPath)
 	}
 	return img, nil
-}
-
-func readIndexFile(path string) (*chunk.Index, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	x, err := chunk.ReadIndex(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return x, nil
 }
 
 // fromSeed writes every chunk still wanted that seed s holds.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 )
 
 // casync's object types and feature flags, from its caformat.h.
@@ -176,6 +177,20 @@ func ReadIndex(r io.Reader) (*Index, error) {
 		return nil, badIndex("data after the table tail")
 	case err != io.EOF:
 		return nil, fmt.Errorf("read index: %w", err)
+	}
+	return x, nil
+}
+
+// ReadIndexFile reads the index in the file at path.
+func ReadIndexFile(path string) (*Index, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	x, err := ReadIndex(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return x, nil
 }
