@@ -37,7 +37,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
 
 bench: deps build ## Go benchmarks, then our make/extract against casync's on one image
-	$(GO) test -run XXX -bench . -benchtime 3x ./pkg/chunk/
+	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/
 	scripts/bench.sh
 
 demo: deps build ## chunk a real ext4 image, serve it over HTTP, update a second image from it
