@@ -15,14 +15,20 @@ cd "$work"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "Build two releases of a root filesystem (ext4, 160 MiB, made with mkfs.ext4 -d)"
+step "Build two releases of a root filesystem (ext4, made with mkfs.ext4 -d)"
+# The tree is real files from this machine: a Python library and time zones
+# where installed, documentation otherwise, and /etc.
 mkdir -p tree/usr/share tree/usr/lib tree/etc
-cp -a /usr/share/zoneinfo tree/usr/share/
-cp -a /usr/lib/python3.11 tree/usr/lib/
+for d in /usr/lib/python3.11 /usr/share/zoneinfo; do
+	[ -d "$d" ] && cp -a "$d" "tree$(dirname "$d")/"
+done
+[ -d tree/usr/lib/python3.11 ] || cp -a /usr/share/doc tree/usr/share/
 cp -a /etc/. tree/etc/ 2>/dev/null || true
+mkdir -p tree/usr/lib/python3.11/json
+size_mib=$(( $(du -sm tree | cut -f1) * 3 / 2 + 64 ))
 echo "release 1" > tree/etc/lifeboat-release
 # Fixed UUID and hash seed, so the two images differ only where the trees do.
-mkfs() { mkfs.ext4 -q -F -U 6a0d3a5c-0b5e-4c6b-9c56-5d6f0e0b8a11 -E hash_seed=9c5c1e3a-0d4b-4a3e-8b0e-2f1c0d9e8a77 -d tree "$1" 160M; }
+mkfs() { mkfs.ext4 -q -F -U 6a0d3a5c-0b5e-4c6b-9c56-5d6f0e0b8a11 -E hash_seed=9c5c1e3a-0d4b-4a3e-8b0e-2f1c0d9e8a77 -d tree "$1" "${size_mib}M"; }
 SOURCE_DATE_EPOCH=1700000000 mkfs rootfs-1.img
 # Release 2: a new 2 MB file, a few changed modules, a new release tag.
 head -c 2000000 /dev/urandom > tree/usr/share/new-payload.bin
@@ -49,13 +55,14 @@ cp rootfs-1.img slot-a.img
 
 step "Check slot B"
 cmp slot-b.img rootfs-2.img && echo "slot B is byte-identical to release 2"
-e2fsck -fn slot-b.img >/dev/null && echo "e2fsck: slot B is a clean filesystem"
+e2fsck -fn slot-b.img >/dev/null 2>&1 && echo "e2fsck: slot B is a clean filesystem"
 debugfs -R 'cat /etc/lifeboat-release' slot-b.img 2>/dev/null
 
 step "What the update cost"
-full=$(du -sb store | cut -f1)
+full=$("$BIN/lifeboat-release" make --json --progress=none --store=store-2-alone rootfs-2-alone.caibx rootfs-2.img |
+	sed -n 's/.*"stored_bytes": \([0-9]*\).*/\1/p')
 "$BIN/lifeboat" extract --json --progress=none --store="$url" --seed=slot-a.img rootfs-2.caibx slot-b2.img > stats.json
-fetched=$(sed -n 's/.*"wire_bytes": \([0-9]*\).*/\1/p' stats.json | paste -sd+ | bc)
+fetched=$(sed -n 's/.*"wire_bytes": \([0-9]*\).*/\1/p' stats.json | awk '{n += $1} END {print n + 0}')
 echo "image size:             $(stat -c %s rootfs-2.img) bytes"
-echo "whole store (2 releases): $full bytes"
+echo "release 2, all chunks:  $full bytes compressed (a full download)"
 echo "fetched over HTTP:      ${fetched:-0} bytes"
