@@ -1,0 +1,132 @@
+// Package install is the installer pipeline every install path calls, the
+// recovery ramdisk and the in-system agent alike: plan (a verified release
+// from pkg/release), write each image into its slot (pkg/assemble, every
+// chunk verified before it is written), then verify the whole slot against
+// the signed SHA-256 before the release counts as installed.
+//
+// Today a slot is a file or block device named by class; the slot model,
+// the bootloader switch and reboot come with the bootloader issue.
+package install
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+
+	"github.com/lifeboat-update/lifeboat/pkg/assemble"
+	"github.com/lifeboat-update/lifeboat/pkg/progress"
+	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/store"
+)
+
+// ErrSlotMismatch reports a slot whose content, read back after writing,
+// does not hash to what the release signed.
+var ErrSlotMismatch = errors.New("slot does not match the release")
+
+// Options are an install's sources and reporting.
+type Options struct {
+	// Stores hold the release's chunks, tried in order.
+	Stores []store.Store
+	// Seeds may share chunks with the images (the running slots).
+	Seeds []*assemble.Seed
+	// Workers bounds concurrent fetches; default 8.
+	Workers  int
+	Progress progress.Reporter
+	Log      *slog.Logger
+}
+
+// ImageResult is what writing one image cost.
+type ImageResult struct {
+	Class string          `json:"class"`
+	Slot  string          `json:"slot"`
+	Stats *assemble.Stats `json:"stats"`
+}
+
+// Result describes a finished install.
+type Result struct {
+	Board   string        `json:"board"`
+	Version string        `json:"version"`
+	Images  []ImageResult `json:"images"`
+}
+
+// Install plans the newest release for c's board and writes each of its
+// images into the slot slots names for its class. Nothing is written
+// before the whole plan is verified; each slot is verified after it is
+// written; only then is the release recorded as installed.
+func Install(ctx context.Context, c *release.Client, slots map[string]string, opt Options) (*Result, error) {
+	classes := make([]string, 0, len(slots))
+	for class := range slots {
+		classes = append(classes, class)
+	}
+	slices.Sort(classes)
+	plan, err := c.Plan(ctx, classes)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Board: plan.Board, Version: plan.Version}
+	for _, im := range plan.Images {
+		st, err := writeImage(ctx, im, slots[im.Class], opt)
+		if err != nil {
+			return res, fmt.Errorf("install %s %s into %s: %w", plan.Version, im.Class, slots[im.Class], err)
+		}
+		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st})
+	}
+	if err := c.Installed(plan.Version); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func writeImage(ctx context.Context, im release.PlannedImage, path string, opt Options) (*assemble.Stats, error) {
+	target, err := assemble.OpenTarget(path, im.Size)
+	if err != nil {
+		return nil, err
+	}
+	stats, err := assemble.Assemble(ctx, im.Index, target, assemble.Options{
+		Stores:   opt.Stores,
+		Seeds:    opt.Seeds,
+		InPlace:  target.InPlace(),
+		Fresh:    target.Fresh(),
+		Workers:  opt.Workers,
+		Progress: opt.Progress,
+		Log:      opt.Log,
+	})
+	if err == nil {
+		err = VerifySlot(ctx, target, im.Image)
+	}
+	if err != nil {
+		target.Abort()
+		return stats, err
+	}
+	return stats, target.Commit()
+}
+
+// VerifySlot reads back the image's bytes from a slot and checks them
+// against the SHA-256 the release signed.
+func VerifySlot(ctx context.Context, slot io.ReaderAt, im release.Image) error {
+	h := sha256.New()
+	r := io.NewSectionReader(slot, 0, im.Size)
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read slot back: %w", err)
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
+		return fmt.Errorf("%w: %s hashes to %s, the release signed %s", ErrSlotMismatch, im.Class, got, im.SHA256)
+	}
+	return nil
+}
