@@ -26,6 +26,11 @@ import (
 )
 
 var commands = []cli.Command{
+	keysCommand,
+	createCommand,
+	verifyCommand,
+	bundleCommand,
+	timestampCommand,
 	makeCommand,
 	chunkServerCommand,
 }

@@ -33,6 +33,8 @@ import (
 )
 
 var commands = []cli.Command{
+	installCommand,
+	provisionCommand,
 	extractCommand,
 }
 

@@ -23,8 +23,8 @@ func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errb.String()
 }
 
-// release chunks data into a store in dir and writes its index there.
-func release(t *testing.T, dir, name string, data []byte) string {
+// chunkRelease chunks data into a store in dir and writes its index there.
+func chunkRelease(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
 	c, _ := chunk.NewChunker(chunk.DefaultParams)
 	x := chunk.NewIndex(chunk.DefaultParams, chunk.SHA512256)
@@ -63,8 +63,8 @@ func TestExtract(t *testing.T) {
 	v1 := random(1, 2<<20)
 	v2 := bytes.Clone(v1)
 	copy(v2[1<<20:], random(2, 100<<10))
-	release(t, dir, "v1", v1)
-	idx := release(t, dir, "v2", v2)
+	chunkRelease(t, dir, "v1", v1)
+	idx := chunkRelease(t, dir, "v2", v2)
 	seed := filepath.Join(dir, "v1.img")
 	os.WriteFile(seed, v1, 0o644)
 	out := filepath.Join(dir, "out.img")
@@ -98,7 +98,7 @@ func TestExtract(t *testing.T) {
 
 func TestExtractErrors(t *testing.T) {
 	dir := t.TempDir()
-	idx := release(t, dir, "v1", random(3, 300<<10))
+	idx := chunkRelease(t, dir, "v1", random(3, 300<<10))
 	bad := filepath.Join(dir, "bad.caibx")
 	b, _ := os.ReadFile(idx)
 	os.WriteFile(bad, b[:len(b)-3], 0o644)

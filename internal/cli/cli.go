@@ -35,6 +35,15 @@ type Command struct {
 // usage after it and exits 2.
 var ErrUsage = errors.New("usage")
 
+// exitError ends a command with a status whose message was printed already.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// Exit returns an error that makes Run exit with code and print nothing:
+// for a command that ran a nested Run.
+func Exit(code int) error { return exitError(code) }
+
 // Usagef returns an error wrapping ErrUsage.
 func Usagef(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
@@ -61,7 +70,10 @@ func Run(ctx context.Context, prog string, cmds []Command, io IO, args []string)
 			continue
 		}
 		err := c.Run(ctx, io, flagSet(prog, c, io), args[1:])
+		var exit exitError
 		switch {
+		case errors.As(err, &exit):
+			return int(exit)
 		case err == nil:
 			return 0
 		case errors.Is(err, flag.ErrHelp):

@@ -148,6 +148,14 @@ type run struct {
 // already be at least idx.Size() bytes long.
 func Assemble(ctx context.Context, idx *chunk.Index, target Target, opt Options) (*Stats, error) {
 	start := time.Now()
+	r := newRun(idx, target, opt)
+	r.prog.Start("assemble", int64(idx.Size()))
+	err := r.assemble(ctx)
+	r.prog.Done()
+	return r.stats(start), err
+}
+
+func newRun(idx *chunk.Index, target Target, opt Options) *run {
 	r := &run{
 		idx:    idx,
 		target: target,
@@ -174,10 +182,7 @@ func Assemble(ctx context.Context, idx *chunk.Index, target Target, opt Options)
 		}
 		w.at = append(w.at, i)
 	}
-	r.prog.Start("assemble", int64(idx.Size()))
-	err := r.assemble(ctx)
-	r.prog.Done()
-	return r.stats(start), err
+	return r
 }
 
 func (r *run) assemble(ctx context.Context) error {

@@ -290,3 +290,39 @@ func TestAssembleCancelled(t *testing.T) {
 		t.Fatalf("Assemble(cancelled) = %v, want context.Canceled", err)
 	}
 }
+
+func TestStream(t *testing.T) {
+	data := image(11)
+	x, m := makeIndex(t, data)
+	var out bytes.Buffer
+	st, err := Stream(context.Background(), x, &out, Options{Stores: []store.Store{m}, Workers: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(out.Bytes(), data) {
+		t.Fatal("Stream wrote the wrong image")
+	}
+	if st.Stores[0].Bytes != int64(len(data)) {
+		t.Errorf("stream stats: %d bytes from the store, want %d", st.Stores[0].Bytes, len(data))
+	}
+
+	// A corrupt chunk stops the stream before any of its bytes.
+	bad := store.NewMem()
+	victim := x.Chunks[5]
+	for _, e := range x.Chunks {
+		b, _ := m.Get(context.Background(), e.ID)
+		if e.ID == victim.ID {
+			b = chunk.Compress(nil, make([]byte, e.Size))
+		}
+		bad.Put(context.Background(), e.ID, b)
+	}
+	out.Reset()
+	_, err = Stream(context.Background(), x, &out, Options{Stores: []store.Store{bad}})
+	var ce *ChunkError
+	if !errors.As(err, &ce) || ce.Index != 5 || !errors.Is(err, chunk.ErrCorrupt) {
+		t.Fatalf("Stream with a corrupt chunk = %v, want a ChunkError for chunk 5", err)
+	}
+	if uint64(out.Len()) != victim.Start {
+		t.Errorf("Stream wrote %d bytes, want exactly the %d before the bad chunk", out.Len(), victim.Start)
+	}
+}

@@ -225,7 +225,7 @@ func (r *Repo) publishSnapshot(root *release.Root, targets release.MetaFile, ks 
 	now := r.now()
 	ts := &release.Timestamp{
 		Header:   release.Header{Type: release.RoleTimestamp, Version: tsVersion, Expires: now.Add(DefaultExpiry[release.RoleTimestamp])},
-		Issued:           now,
+		Issued:   now,
 		Snapshot: release.MetaFile{Version: sn.Version, Length: int64(len(sb)), SHA256: release.HashOf(sb)},
 	}
 	tb, err := r.signRole(root, release.RoleTimestamp, ts, ks)

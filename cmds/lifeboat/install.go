@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/assemble"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/install"
+	"github.com/lifeboat-update/lifeboat/pkg/progress"
+	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/store"
+)
+
+var provisionCommand = cli.Command{
+	Name:     "provision",
+	Usage:    "--state=DIR ROOT.json",
+	Synopsis: "store the repository's first root as this device's root of trust (factory step)",
+	Run: func(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
+		stateDir := fs.String("state", "", "trusted state directory (on the data partition)")
+		if err := cli.Parse(fs, args); err != nil {
+			return err
+		}
+		if *stateDir == "" || fs.NArg() != 1 {
+			return cli.Usagef("want --state and ROOT.json")
+		}
+		b, err := os.ReadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*stateDir, 0o700); err != nil {
+			return err
+		}
+		return release.Provision(durable.OS(*stateDir), b)
+	},
+}
+
+var installCommand = cli.Command{
+	Name:     "install",
+	Usage:    "--repo=DIR|URL --state=DIR --board=NAME --slot CLASS=PATH... [--store=DIR|URL]... [--seed=PATH]...",
+	Synopsis: "verify the newest release for this board and write it into its slots",
+	Run:      runInstall,
+}
+
+func runInstall(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
+	repo := fs.String("repo", "", "repository: a directory (USB bundle) or an http(s) URL")
+	stateDir := fs.String("state", "", "trusted state directory, provisioned first")
+	board := fs.String("board", "", "this device's board")
+	var slots, stores, seeds cli.Strings
+	fs.Var(&slots, "slot", "CLASS=PATH: the file or block device to write a slot class into; repeatable")
+	fs.Var(&stores, "store", "chunk store (default: the repository's store); repeatable")
+	fs.Var(&seeds, "seed", "file or block device sharing chunks with the release (the running slot); repeatable")
+	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for each HTTP request")
+	out := cli.OutputFlags(fs)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if *repo == "" || *stateDir == "" || *board == "" || len(slots) == 0 || fs.NArg() != 0 {
+		return cli.Usagef("want --repo, --state, --board and at least one --slot")
+	}
+	reporter, err := out.Reporter(std.Stderr)
+	if err != nil {
+		return err
+	}
+	slotMap := map[string]string{}
+	for _, s := range slots {
+		class, path, ok := strings.Cut(s, "=")
+		if !ok || class == "" || path == "" {
+			return cli.Usagef("--slot %q: want CLASS=PATH", s)
+		}
+		slotMap[class] = path
+	}
+	var fetch release.Fetcher = release.DirFetcher{Dir: *repo}
+	if strings.Contains(*repo, "://") {
+		hf, err := release.NewHTTPFetcher(*repo, nil)
+		if err != nil {
+			return err
+		}
+		hf.Client.Timeout = *timeout
+		fetch = hf
+	}
+	if len(stores) == 0 {
+		stores = append(stores, strings.TrimSuffix(*repo, "/")+"/"+release.StoreDir)
+	}
+	opt := install.Options{Progress: reporter}
+	for _, s := range stores {
+		st, err := store.Open(s, store.WithTimeout(*timeout))
+		if err != nil {
+			return err
+		}
+		opt.Stores = append(opt.Stores, st)
+	}
+	for _, p := range seeds {
+		seed, c, err := assemble.OpenSeed(p, "")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		opt.Seeds = append(opt.Seeds, seed)
+	}
+	client := &release.Client{State: durable.OS(*stateDir), Fetch: fetch, Board: *board}
+	res, err := install.Install(ctx, client, slotMap, opt)
+	if errors.Is(err, release.ErrUpToDate) {
+		fmt.Fprintf(std.Stdout, "%v\n", err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return out.Result(std.Stdout, res, func(w io.Writer) {
+		fmt.Fprintf(w, "installed %s %s\n", res.Board, res.Version)
+		for _, im := range res.Images {
+			fmt.Fprintf(w, "  %-10s -> %s: %s, %s fetched\n", im.Class, im.Slot, progress.Bytes(im.Stats.Bytes), progress.Bytes(im.Stats.Fetched()))
+		}
+	})
+}
