@@ -36,9 +36,10 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	@for t in FuzzReadIndex FuzzDecode; do $(GO) test ./pkg/chunk -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
 
-bench: deps build ## Go benchmarks, then our make/extract against casync's on one image
-	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/
+bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost
+	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/ ./pkg/verity/
 	scripts/bench.sh
+	scripts/bench-release.sh
 
 demo: deps build ## chunk a real ext4 image, serve it over HTTP, update a second image from it
 	scripts/demo.sh

@@ -12,6 +12,7 @@ declare -A need=(
 	[debugfs]=e2fsprogs
 	[/usr/bin/time]=time
 	[curl]=curl
+	[veritysetup]=cryptsetup-bin
 )
 
 missing=()

@@ -3,9 +3,19 @@
 //
 // Synopsis:
 //
+//	lifeboat provision --state=DIR ROOT.json
+//	lifeboat install --repo=DIR|URL --state=DIR --board=NAME --slot CLASS=PATH...
+//	                 [--store=DIR|URL]... [--seed=PATH]... [--timeout=30s] [--progress=...] [--json]
 //	lifeboat extract [--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]...
 //	                 [--workers=N] [--timeout=30s] [--retries=4] [--progress=auto|bar|line|none]
 //	                 [--json] INDEX.caibx TARGET
+//
+// provision stores a repository's first root as the device's root of trust.
+// install refreshes the trusted metadata by TUF's workflow, plans the newest
+// release for the board (refusing rollback, freeze, fast-forward,
+// mix-and-match, endless data, extraneous images and other boards), writes
+// each image into its slot, verifies every slot against the signed SHA-256,
+// and only then records the release as installed.
 //
 // extract writes the image an index describes into TARGET, a file or block
 // device. Each chunk comes from the cheapest verified source: TARGET itself
