@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo of what Lifeboat does today: a release is chunked into a store,
-# the store is published over HTTP on loopback, and a device that runs
-# release 1 installs release 2 into its other slot, seeded by the slot it
-# runs, fetching only the chunks it lacks.
+# The demo of what Lifeboat does today: two releases of a root filesystem
+# are signed into a repository, the repository is published over HTTP on
+# loopback, and a device that runs release 1.0 installs 1.1 into its other
+# slot, seeded by the slot it runs, fetching only the chunks it lacks and
+# verifying everything; then it refuses a stale mirror's rollback.
 #
 # Both images are real ext4 filesystems made with mkfs.ext4 -d.
 set -euo pipefail
@@ -37,32 +38,50 @@ echo "release 2" > tree/etc/lifeboat-release
 SOURCE_DATE_EPOCH=1700000000 mkfs rootfs-2.img
 ls -l rootfs-1.img rootfs-2.img
 
-step "Release side: chunk both releases into one store"
-"$BIN/lifeboat-release" make --progress=none --store=store rootfs-1.caibx rootfs-1.img
-"$BIN/lifeboat-release" make --progress=none --store=store rootfs-2.caibx rootfs-2.img
+step "Release side: keys, then two signed releases (rootfs with a dm-verity tree)"
+"$BIN/lifeboat-release" keys init --keys=keys --repo=repo
+"$BIN/lifeboat-release" create --progress=none --repo=repo --keys=keys --board=demo --version=1.0 \
+	--image rootfs=rootfs-1.img --verity=rootfs
+cp -a repo repo-at-1.0 # what a stale mirror or an old USB stick would serve later
+"$BIN/lifeboat-release" create --progress=none --repo=repo --keys=keys --board=demo --version=1.1 \
+	--image rootfs=rootfs-2.img --verity=rootfs
+"$BIN/lifeboat-release" verify --progress=none --repo=repo
 
-step "Publish the store over HTTP on loopback"
-"$BIN/lifeboat-release" chunk-server --store=store --listen=127.0.0.1:0 > server.log 2>&1 &
+step "Publish the repository over HTTP on loopback"
+"$BIN/lifeboat-release" chunk-server --repo=repo --listen=127.0.0.1:0 > server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 50); do grep -q '^serving' server.log && break; sleep 0.1; done
 url=$(sed -n 's|^serving .* on \(http://[^ ]*\)|\1|p' server.log)
-echo "chunk server at $url"
+echo "repository at $url"
 
-step "Device: slot A runs release 1; install release 2 into slot B, seeded by slot A"
-cp rootfs-1.img slot-a.img
-"$BIN/lifeboat" extract --progress=line --store="$url" --seed=slot-a.img rootfs-2.caibx slot-b.img
+step "Device: provisioned at the factory, then release 1.0 into slot A"
+"$BIN/lifeboat" provision --state=state repo/metadata/1.root.json
+"$BIN/lifeboat" install --progress=none --repo="$url" --state=state --board=demo --slot rootfs=slot-a.img 2>&1 |
+	sed 's/^/  /'
+
+step "Device: release 1.1 into slot B, seeded by slot A, streaming only what changed"
+"$BIN/lifeboat" install --progress=line --json --repo="$url" --state=state --board=demo \
+	--slot rootfs=slot-b.img --seed=slot-a.img > install.json
+grep -E '"(version|bytes|wire_bytes|chunks)"' install.json | head -12 | sed 's/^/  /'
 
 step "Check slot B"
-cmp slot-b.img rootfs-2.img && echo "slot B is byte-identical to release 2"
+size=$(stat -c %s rootfs-2.img)
+cmp -n "$size" slot-b.img rootfs-2.img && echo "slot B holds release 1.1 byte for byte, then its verity tree"
 e2fsck -fn slot-b.img >/dev/null 2>&1 && echo "e2fsck: slot B is a clean filesystem"
 debugfs -R 'cat /etc/lifeboat-release' slot-b.img 2>/dev/null
+
+step "An attack: a stale mirror serves the repository as it was at 1.0"
+if "$BIN/lifeboat" install --progress=none --repo=repo-at-1.0 --state=state --board=demo --slot rootfs=slot-c.img; then
+	echo "the device accepted stale metadata" >&2
+	exit 1
+fi
+[ ! -e slot-c.img ] && echo "refused, and not a byte was written"
 
 step "What the update cost"
 full=$("$BIN/lifeboat-release" make --json --progress=none --store=store-2-alone rootfs-2-alone.caibx rootfs-2.img |
 	sed -n 's/.*"stored_bytes": \([0-9]*\).*/\1/p')
-"$BIN/lifeboat" extract --json --progress=none --store="$url" --seed=slot-a.img rootfs-2.caibx slot-b2.img > stats.json
-fetched=$(sed -n 's/.*"wire_bytes": \([0-9]*\).*/\1/p' stats.json | awk '{n += $1} END {print n + 0}')
-echo "image size:             $(stat -c %s rootfs-2.img) bytes"
-echo "release 2, all chunks:  $full bytes compressed (a full download)"
+fetched=$(sed -n 's/.*"wire_bytes": \([0-9]*\).*/\1/p' install.json | awk '{n += $1} END {print n + 0}')
+echo "image size:             $size bytes"
+echo "release 1.1, all chunks: $full bytes compressed (a full download)"
 echo "fetched over HTTP:      ${fetched:-0} bytes"
