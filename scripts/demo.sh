@@ -27,14 +27,14 @@ done
 cp -a /etc/. tree/etc/ 2>/dev/null || true
 mkdir -p tree/usr/lib/python3.11/json
 size_mib=$(( $(du -sm tree | cut -f1) * 3 / 2 + 64 ))
-echo "release 1" > tree/etc/lifeboat-release
+echo "release 1.0" > tree/etc/lifeboat-release
 # Fixed UUID and hash seed, so the two images differ only where the trees do.
 mkfs() { mkfs.ext4 -q -F -U 6a0d3a5c-0b5e-4c6b-9c56-5d6f0e0b8a11 -E hash_seed=9c5c1e3a-0d4b-4a3e-8b0e-2f1c0d9e8a77 -d tree "$1" "${size_mib}M"; }
 SOURCE_DATE_EPOCH=1700000000 mkfs rootfs-1.img
-# Release 2: a new 2 MB file, a few changed modules, a new release tag.
+# Release 1.1: a new 2 MB file, a few changed modules, a new release tag.
 head -c 2000000 /dev/urandom > tree/usr/share/new-payload.bin
 for f in tree/usr/lib/python3.11/json/*.py; do echo "# patched in release 2" >> "$f"; done
-echo "release 2" > tree/etc/lifeboat-release
+echo "release 1.1" > tree/etc/lifeboat-release
 SOURCE_DATE_EPOCH=1700000000 mkfs rootfs-2.img
 ls -l rootfs-1.img rootfs-2.img
 
@@ -55,15 +55,13 @@ for _ in $(seq 50); do grep -q '^serving' server.log && break; sleep 0.1; done
 url=$(sed -n 's|^serving .* on \(http://[^ ]*\)|\1|p' server.log)
 echo "repository at $url"
 
-step "Device: provisioned at the factory, then release 1.0 into slot A"
+step "Device: at the factory, provisioned and flashed with release 1.0 into slot A"
 "$BIN/lifeboat" provision --state=state repo/metadata/1.root.json
-"$BIN/lifeboat" install --progress=none --repo="$url" --state=state --board=demo --slot rootfs=slot-a.img 2>&1 |
-	sed 's/^/  /'
+"$BIN/lifeboat" install --progress=none --repo=repo-at-1.0 --state=state --board=demo --slot rootfs=slot-a.img
 
 step "Device: release 1.1 into slot B, seeded by slot A, streaming only what changed"
-"$BIN/lifeboat" install --progress=line --json --repo="$url" --state=state --board=demo \
-	--slot rootfs=slot-b.img --seed=slot-a.img > install.json
-grep -E '"(version|bytes|wire_bytes|chunks)"' install.json | head -12 | sed 's/^/  /'
+"$BIN/lifeboat" install --progress=none --repo="$url" --state=state --board=demo \
+	--slot rootfs=slot-b.img --seed=slot-a.img | tee install.txt
 
 step "Check slot B"
 size=$(stat -c %s rootfs-2.img)
@@ -81,7 +79,7 @@ fi
 step "What the update cost"
 full=$("$BIN/lifeboat-release" make --json --progress=none --store=store-2-alone rootfs-2-alone.caibx rootfs-2.img |
 	sed -n 's/.*"stored_bytes": \([0-9]*\).*/\1/p')
-fetched=$(sed -n 's/.*"wire_bytes": \([0-9]*\).*/\1/p' install.json | awk '{n += $1} END {print n + 0}')
-echo "image size:             $size bytes"
-echo "release 1.1, all chunks: $full bytes compressed (a full download)"
-echo "fetched over HTTP:      ${fetched:-0} bytes"
+mib() { awk -v n="$1" 'BEGIN{printf "%.1f MiB", n / 1048576}'; }
+echo "release 1.1 rootfs:           $(mib "$size") (plus its verity tree)"
+echo "a full download, compressed:  $(mib "$full")"
+echo "what slot B fetched:          $(sed -n 's/^fetched: *\(.*\) from stores.*/\1/p' install.txt)"

@@ -14,7 +14,6 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
-	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
 )
@@ -117,7 +116,8 @@ func runInstall(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	return out.Result(std.Stdout, res, func(w io.Writer) {
 		fmt.Fprintf(w, "installed %s %s\n", res.Board, res.Version)
 		for _, im := range res.Images {
-			fmt.Fprintf(w, "  %-10s -> %s: %s, %s fetched\n", im.Class, im.Slot, progress.Bytes(im.Stats.Bytes), progress.Bytes(im.Stats.Fetched()))
+			fmt.Fprintf(w, "\n%s -> %s\n", im.Class, im.Slot)
+			printStats(w, im.Stats)
 		}
 	})
 }
