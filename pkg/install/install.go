@@ -19,6 +19,7 @@ import (
 	"slices"
 
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
+	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
@@ -98,6 +99,9 @@ func writeImage(ctx context.Context, im release.PlannedImage, path string, opt O
 	})
 	if err == nil {
 		err = VerifySlot(ctx, target, im.Image)
+	}
+	if errors.Is(err, chunk.ErrCorrupt) || errors.Is(err, ErrSlotMismatch) {
+		err = &release.AttackError{Class: release.ErrArbitrarySoftware, Detail: "content does not match the signed release", Cause: err}
 	}
 	if err != nil {
 		target.Abort()

@@ -120,24 +120,23 @@ func (c *Client) load() (*trusted, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	// A trusted role that no longer verifies under the trusted root (its
+	// keys rotated, or the file is damaged) is treated as absent: the next
+	// refresh fetches it again, and the roles above it still pin versions.
 	var loadErr error
 	loadRole := func(name, role string, v interface{ header() Header }) bool {
 		b, err := c.State.ReadFile(name)
-		if errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) && loadErr == nil {
+				loadErr = fmt.Errorf("trusted %s: %w", name, err)
+			}
 			return false
 		}
-		if err == nil {
-			var env *Envelope
-			if env, err = parseEnvelope(b); err == nil {
-				if err = checkSignatures(env, role, t.root.Roles[role], t.root.Keys); err == nil {
-					err = decodeRole(env, role, v)
-				}
-			}
+		env, err := parseEnvelope(b)
+		if err != nil {
+			return false
 		}
-		if err != nil && loadErr == nil {
-			loadErr = fmt.Errorf("trusted %s: %w", name, err)
-		}
-		return err == nil
+		return checkSignatures(env, role, t.root.Roles[role], t.root.Keys) == nil && decodeRole(env, role, v) == nil
 	}
 	if ts := (&Timestamp{}); loadRole(stateTimestamp, RoleTimestamp, ts) {
 		t.ts = ts
@@ -233,16 +232,27 @@ func (c *Client) updateRoot(ctx context.Context, t *trusted) error {
 		rotated := func(role string) bool {
 			return !slices.Equal(t.root.Roles[role].KeyIDs, next.Roles[role].KeyIDs)
 		}
+		var drop []string
 		if rotated(RoleTimestamp) || rotated(RoleSnapshot) {
-			for _, f := range []string{stateTimestamp, stateSnapshot} {
-				if err := c.State.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
+			drop = append(drop, stateTimestamp, stateSnapshot)
+			t.ts, t.snapshot = nil, nil
+			// The time floor came from timestamps the old keys signed; a
+			// compromised key may have pushed it into the future.
+			st.TimeFloor = time.Time{}
+		}
+		if rotated(RoleTargets) {
+			drop = append(drop, stateTargets)
+			t.targets = nil
+		}
+		for _, f := range drop {
+			if err := c.State.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
 			}
+		}
+		if len(drop) > 0 {
 			if err := c.State.SyncDir("."); err != nil {
 				return err
 			}
-			t.ts, t.snapshot = nil, nil
 		}
 		if err := c.saveState(st); err != nil {
 			return err
@@ -330,32 +340,44 @@ func (c *Client) fetchPinned(ctx context.Context, name string, m MetaFile) ([]by
 	return b, nil
 }
 
-func (c *Client) updateSnapshot(ctx context.Context, t *trusted) error {
-	name := fmt.Sprintf("%s/%d.snapshot.json", MetadataDir, t.ts.Snapshot.Version)
-	b, err := c.fetchPinned(ctx, name, t.ts.Snapshot)
+// fetchRole fetches the file of role that the role above pinned, and
+// checks it: the pinned length and hash, its signatures, the pinned version
+// and its expiry. trustedVersion is the version the device holds, if any.
+func (c *Client) fetchRole(ctx context.Context, t *trusted, role string, pin MetaFile, v interface{ header() Header }, trustedVersion int64) ([]byte, error) {
+	name := fmt.Sprintf("%s/%d.%s.json", MetadataDir, pin.Version, role)
+	b, err := c.fetchPinned(ctx, name, pin)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	env, err := parseEnvelope(b)
 	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
+	if err := t.verifyRole(env, role, v, trustedVersion); err != nil {
+		return nil, err
+	}
+	h := v.header()
+	if h.Version != pin.Version {
+		return nil, refuse(ErrMixAndMatch, "%s holds %s v%d", name, role, h.Version)
+	}
+	if now := c.now(t.st.TimeFloor); now.After(h.Expires) {
+		return nil, refuse(ErrFreeze, "%s v%d expired at %s", role, h.Version, h.Expires.Format(time.RFC3339))
+	}
+	return b, nil
+}
+
+func (c *Client) updateSnapshot(ctx context.Context, t *trusted) error {
 	var old int64
 	if t.snapshot != nil {
 		old = t.snapshot.Version
 	}
 	sn := &Snapshot{}
-	if err := t.verifyRole(env, RoleSnapshot, sn, old); err != nil {
+	b, err := c.fetchRole(ctx, t, RoleSnapshot, t.ts.Snapshot, sn, old)
+	if err != nil {
 		return err
-	}
-	if sn.Version != t.ts.Snapshot.Version {
-		return refuse(ErrMixAndMatch, "%s holds snapshot v%d", name, sn.Version)
 	}
 	if t.snapshot != nil && sn.Targets.Version < t.snapshot.Targets.Version {
 		return refuse(ErrRollback, "snapshot names targets v%d, older than the trusted v%d", sn.Targets.Version, t.snapshot.Targets.Version)
-	}
-	if now := c.now(t.st.TimeFloor); now.After(sn.Expires) {
-		return refuse(ErrFreeze, "snapshot v%d expired at %s", sn.Version, sn.Expires.Format(time.RFC3339))
 	}
 	if err := durable.WriteFile(c.State, stateSnapshot, b, 0o644); err != nil {
 		return err
@@ -371,29 +393,16 @@ func (c *Client) updateTargets(ctx context.Context, t *trusted) error {
 		}
 		return nil
 	}
-	name := fmt.Sprintf("%s/%d.targets.json", MetadataDir, t.snapshot.Targets.Version)
-	b, err := c.fetchPinned(ctx, name, t.snapshot.Targets)
-	if err != nil {
-		return err
-	}
-	env, err := parseEnvelope(b)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
 	var old int64
 	if t.targets != nil {
 		old = t.targets.Version
 	}
 	tg := &Targets{}
-	if err := t.verifyRole(env, RoleTargets, tg, old); err != nil {
+	b, err := c.fetchRole(ctx, t, RoleTargets, t.snapshot.Targets, tg, old)
+	if err != nil {
 		return err
 	}
-	if tg.Version != t.snapshot.Targets.Version {
-		return refuse(ErrMixAndMatch, "%s holds targets v%d", name, tg.Version)
-	}
-	if now := c.now(t.st.TimeFloor); now.After(tg.Expires) {
-		return refuse(ErrFreeze, "targets v%d expired at %s", tg.Version, tg.Expires.Format(time.RFC3339))
-	}
+	name := fmt.Sprintf("%s/%d.targets.json", MetadataDir, tg.Version)
 	for i := range tg.Releases {
 		if err := ValidateRelease(&tg.Releases[i]); err != nil {
 			return fmt.Errorf("%s: %w", name, err)

@@ -37,16 +37,29 @@ var (
 	ErrWrongBoard = errors.New("wrong board")
 )
 
-// AttackError is a refusal: its class, and what was refused.
+// AttackError is a refusal: its class, what was refused, and the error
+// that revealed it, if any.
 type AttackError struct {
 	Class  error
 	Detail string
+	Cause  error
 }
 
-func (e *AttackError) Error() string { return fmt.Sprintf("%v: %s", e.Class, e.Detail) }
+func (e *AttackError) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%v: %s: %v", e.Class, e.Detail, e.Cause)
+	}
+	return fmt.Sprintf("%v: %s", e.Class, e.Detail)
+}
 
-// Unwrap makes errors.Is(err, ErrRollback) and the like hold.
-func (e *AttackError) Unwrap() error { return e.Class }
+// Unwrap makes errors.Is(err, ErrRollback) and the like hold, and reaches
+// the cause.
+func (e *AttackError) Unwrap() []error {
+	if e.Cause != nil {
+		return []error{e.Class, e.Cause}
+	}
+	return []error{e.Class}
+}
 
 // Refuse returns an AttackError of class.
 func Refuse(class error, format string, args ...any) error { return refuse(class, format, args...) }

@@ -26,16 +26,23 @@ func (k Key) ID() string {
 	return hex.EncodeToString(h[:])
 }
 
-// verify reports whether sig is k's signature of msg.
-func (k Key) verify(msg, sig []byte) bool {
+// public returns the key's bytes if it is a well-formed ed25519 key in
+// canonical form (lower-case hex), so that one key has one ID.
+func (k Key) public() (ed25519.PublicKey, bool) {
 	if k.Type != KeyType {
-		return false
+		return nil, false
 	}
 	pub, err := hex.DecodeString(k.Public)
-	if err != nil || len(pub) != ed25519.PublicKeySize {
-		return false
+	if err != nil || len(pub) != ed25519.PublicKeySize || hex.EncodeToString(pub) != k.Public {
+		return nil, false
 	}
-	return ed25519.Verify(pub, msg, sig)
+	return pub, true
+}
+
+// verify reports whether sig is k's signature of msg.
+func (k Key) verify(msg, sig []byte) bool {
+	pub, ok := k.public()
+	return ok && ed25519.Verify(pub, msg, sig)
 }
 
 // Signer signs metadata. The file signer holds an ed25519 key; a PKCS#11,

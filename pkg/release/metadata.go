@@ -201,15 +201,17 @@ func checkSignatures(env *Envelope, roleName string, role RoleKeys, keys map[str
 	for _, id := range role.KeyIDs {
 		allowed[id] = true
 	}
-	valid := make(map[string]bool)
+	// Count keys, not key IDs: one key listed under two IDs counts once.
+	valid := make(map[string]bool) // by public key bytes
 	for _, s := range env.Signatures {
-		if !allowed[s.KeyID] || valid[s.KeyID] {
+		if !allowed[s.KeyID] {
 			continue
 		}
 		k, ok := keys[s.KeyID]
+		pub, canonical := k.public()
 		sig, err := hex.DecodeString(s.Sig)
-		if ok && err == nil && k.ID() == s.KeyID && k.verify(env.Signed, sig) {
-			valid[s.KeyID] = true
+		if ok && canonical && err == nil && k.ID() == s.KeyID && !valid[string(pub)] && k.verify(env.Signed, sig) {
+			valid[string(pub)] = true
 		}
 	}
 	switch {
