@@ -5,13 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/progress"
-	"github.com/lifeboat-update/lifeboat/pkg/store"
 )
 
 var extractCommand = cli.Command{
@@ -22,13 +20,8 @@ var extractCommand = cli.Command{
 }
 
 func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
-	var stores, seeds, seedIndexes cli.Strings
-	fs.Var(&stores, "store", "chunk store: a directory or an http(s) URL; repeat to fail over in order")
-	fs.Var(&seeds, "seed", "file or block device that may share chunks with the image; repeatable")
-	fs.Var(&seedIndexes, "seed-index", "index of a seed image that lies beside it without .caibx; repeatable")
+	src := sourceFlags(fs, "chunk store: a directory or an http(s) URL; repeat to fail over in order")
 	workers := fs.Int("workers", 8, "chunks fetched and written at once")
-	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for each HTTP request")
-	retries := fs.Int("retries", 4, "times an HTTP request is repeated after a failure, with backoff")
 	out := cli.OutputFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -36,8 +29,11 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	if fs.NArg() != 2 {
 		return cli.Usagef("want INDEX.caibx and TARGET, got %d arguments", fs.NArg())
 	}
-	if *timeout <= 0 || *retries < 0 || *workers <= 0 {
-		return cli.Usagef("--timeout and --workers must be positive, --retries not negative")
+	if *workers <= 0 {
+		return cli.Usagef("--workers must be positive")
+	}
+	if err := src.validate(); err != nil {
+		return err
 	}
 	indexPath, targetPath := fs.Arg(0), fs.Arg(1)
 	reporter, err := out.Reporter(std.Stderr)
@@ -49,34 +45,12 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	if err != nil {
 		return err
 	}
-	opt := assemble.Options{Workers: *workers, Progress: reporter}
-	for _, s := range stores {
-		st, err := store.Open(s, store.WithTimeout(*timeout), store.WithRetries(*retries))
-		if err != nil {
-			return err
-		}
-		opt.Stores = append(opt.Stores, st)
+	stores, seeds, closeSeeds, err := src.open()
+	if err != nil {
+		return err
 	}
-	for _, p := range seeds {
-		seed, c, err := assemble.OpenSeed(p, "")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		opt.Seeds = append(opt.Seeds, seed)
-	}
-	for _, x := range seedIndexes {
-		img, err := assemble.SeedIndexPath(x)
-		if err != nil {
-			return err
-		}
-		seed, c, err := assemble.OpenSeed(img, x)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		opt.Seeds = append(opt.Seeds, seed)
-	}
+	defer closeSeeds()
+	opt := assemble.Options{Workers: *workers, Progress: reporter, Stores: stores, Seeds: seeds}
 
 	target, err := assemble.OpenTarget(targetPath, int64(idx.Size()))
 	if err != nil {

@@ -8,14 +8,11 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
-	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
-	"github.com/lifeboat-update/lifeboat/pkg/store"
 )
 
 var provisionCommand = cli.Command{
@@ -52,17 +49,18 @@ func runInstall(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	repo := fs.String("repo", "", "repository: a directory (USB bundle) or an http(s) URL")
 	stateDir := fs.String("state", "", "trusted state directory, provisioned first")
 	board := fs.String("board", "", "this device's board")
-	var slots, stores, seeds cli.Strings
+	var slots cli.Strings
 	fs.Var(&slots, "slot", "CLASS=PATH: the file or block device to write a slot class into; repeatable")
-	fs.Var(&stores, "store", "chunk store (default: the repository's store); repeatable")
-	fs.Var(&seeds, "seed", "file or block device sharing chunks with the release (the running slot); repeatable")
-	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for each HTTP request")
+	src := sourceFlags(fs, "chunk store (default: the repository's store); repeatable")
 	out := cli.OutputFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *repo == "" || *stateDir == "" || *board == "" || len(slots) == 0 || fs.NArg() != 0 {
 		return cli.Usagef("want --repo, --state, --board and at least one --slot")
+	}
+	if err := src.validate(); err != nil {
+		return err
 	}
 	reporter, err := out.Reporter(std.Stderr)
 	if err != nil {
@@ -82,28 +80,18 @@ func runInstall(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 		if err != nil {
 			return err
 		}
-		hf.Client.Timeout = *timeout
+		hf.Client.Timeout = src.timeout
 		fetch = hf
 	}
-	if len(stores) == 0 {
-		stores = append(stores, strings.TrimSuffix(*repo, "/")+"/"+release.StoreDir)
+	if len(src.stores) == 0 {
+		src.stores = append(src.stores, strings.TrimSuffix(*repo, "/")+"/"+release.StoreDir)
 	}
-	opt := install.Options{Progress: reporter}
-	for _, s := range stores {
-		st, err := store.Open(s, store.WithTimeout(*timeout))
-		if err != nil {
-			return err
-		}
-		opt.Stores = append(opt.Stores, st)
+	stores, seeds, closeSeeds, err := src.open()
+	if err != nil {
+		return err
 	}
-	for _, p := range seeds {
-		seed, c, err := assemble.OpenSeed(p, "")
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		opt.Seeds = append(opt.Seeds, seed)
-	}
+	defer closeSeeds()
+	opt := install.Options{Progress: reporter, Stores: stores, Seeds: seeds}
 	client := &release.Client{State: durable.OS(*stateDir), Fetch: fetch, Board: *board}
 	res, err := install.Install(ctx, client, slotMap, opt)
 	if errors.Is(err, release.ErrUpToDate) {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"io"
 	"os"
 	"path/filepath"
@@ -78,7 +79,7 @@ func (r *Repo) AddImage(ctx context.Context, class, path string, opt ImageOption
 	}
 	h := release.HashOf(buf.Bytes())
 	im.Index = release.IndexRef{Path: release.IndexDir + "/" + h + ".caibx", Length: int64(buf.Len()), SHA256: h}
-	if err := writeAtomic(filepath.Join(r.Dir, filepath.FromSlash(im.Index.Path)), buf.Bytes()); err != nil {
+	if err := durable.WriteFile(durable.OS(r.Dir), im.Index.Path, buf.Bytes(), 0o644); err != nil {
 		return im, err
 	}
 	// The image must not have changed while it was read three times.

@@ -6,6 +6,7 @@ package publish
 import (
 	"errors"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"os"
 	"path/filepath"
@@ -119,10 +120,10 @@ func (r *Repo) writeRoot(root *release.Root, signers []release.Signer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(r.metaPath(fmt.Sprintf("%d.root.json", root.Version)), b); err != nil {
+	if err := r.writeMeta(fmt.Sprintf("%d.root.json", root.Version), b); err != nil {
 		return err
 	}
-	return writeAtomic(r.metaPath("root.json"), b)
+	return r.writeMeta("root.json", b)
 }
 
 // Root returns the repository's current root.
@@ -195,7 +196,7 @@ func (r *Repo) publish(root *release.Root, targets *release.Targets, ks KeySet) 
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(r.metaPath(fmt.Sprintf("%d.targets.json", targets.Version)), tb); err != nil {
+	if err := r.writeMeta(fmt.Sprintf("%d.targets.json", targets.Version), tb); err != nil {
 		return err
 	}
 	return r.publishSnapshot(root, release.MetaFile{Version: targets.Version, Length: int64(len(tb)), SHA256: release.HashOf(tb)}, ks)
@@ -214,7 +215,7 @@ func (r *Repo) publishSnapshot(root *release.Root, targets release.MetaFile, ks 
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(r.metaPath(fmt.Sprintf("%d.snapshot.json", sn.Version)), sb); err != nil {
+	if err := r.writeMeta(fmt.Sprintf("%d.snapshot.json", sn.Version), sb); err != nil {
 		return err
 	}
 	var tsVersion int64 = 1
@@ -232,7 +233,7 @@ func (r *Repo) publishSnapshot(root *release.Root, targets release.MetaFile, ks 
 	if err != nil {
 		return err
 	}
-	return writeAtomic(r.metaPath("timestamp.json"), tb)
+	return r.writeMeta("timestamp.json", tb)
 }
 
 // Refresh re-signs the short-lived metadata, snapshot and timestamp, with
@@ -322,26 +323,8 @@ func (r *Repo) Rotate(role string, newKeys []release.Signer, t int, ks KeySet) e
 	return r.publishSnapshot(next, sn.Targets, nks)
 }
 
-// writeAtomic writes b to path under a temporary name, syncs and renames.
-func writeAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+// writeMeta replaces a metadata file durably: a reader (or a power cut)
+// sees the old file or the new, never a mix.
+func (r *Repo) writeMeta(name string, b []byte) error {
+	return durable.WriteFile(durable.OS(r.Dir), release.MetadataDir+"/"+name, b, 0o644)
 }
