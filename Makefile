@@ -36,6 +36,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	@for t in FuzzReadIndex FuzzDecode; do $(GO) test ./pkg/chunk -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzReadSuperblock$$' -fuzztime $${FUZZTIME:-30s}
+	@for t in FuzzDecodeRoot FuzzDecodeTargets FuzzDecodeSnapshot FuzzDecodeTimestamp FuzzRefreshTimestamp FuzzRefreshRoot; do \
+		$(GO) test ./pkg/release -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 
 bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost
 	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/ ./pkg/verity/

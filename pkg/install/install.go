@@ -4,6 +4,11 @@
 // chunk verified before it is written), then verify the whole slot against
 // the signed SHA-256 before the release counts as installed.
 //
+// An install that fails part way leaves the slots it was writing partly
+// written: never with a byte that was not verified, but not whole either.
+// Those are the inactive slots of an A/B system, which the bootloader is not
+// switched to until every slot is whole and verified.
+//
 // Today a slot is a file or block device named by class; the slot model,
 // the bootloader switch and reboot come with the bootloader issue.
 package install

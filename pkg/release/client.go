@@ -163,6 +163,10 @@ func (c *Client) saveState(st state) error {
 // snapshot and targets, each checked for signatures, version, expiry and
 // consistency with the role above it. It returns the verified targets.
 func (c *Client) Refresh(ctx context.Context) (*Targets, error) {
+	// Temporary files of writes a power cut interrupted would pile up.
+	if err := durable.Clean(c.State, "."); err != nil {
+		return nil, err
+	}
 	t, err := c.load()
 	if err != nil {
 		return nil, err

@@ -20,8 +20,10 @@ var (
 	ErrRollback = errors.New("rollback")
 	// ErrFreeze: metadata past its expiry, as when updates are withheld.
 	ErrFreeze = errors.New("indefinite freeze")
-	// ErrFastForward: metadata signed by a key that root has since revoked,
-	// carrying a version beyond the trusted one.
+	// ErrFastForward: a timestamp, snapshot or targets signed by a key that
+	// root has since revoked, carrying a version beyond the trusted one. (A
+	// root signed by a revoked key is simply not signed by the trusted
+	// root: ErrArbitrarySoftware.)
 	ErrFastForward = errors.New("fast-forward")
 	// ErrMixAndMatch: metadata files that do not belong to the same
 	// repository state (versions or hashes differ from what the parent
