@@ -66,10 +66,11 @@ func Verify(ctx context.Context, repoDir, board, version string, prog progress.R
 			continue
 		}
 		for _, im := range rel.Images {
-			if err := verifyImage(ctx, fetch, st, im, prog); err != nil {
+			chunks, err := verifyImage(ctx, fetch, st, im, prog)
+			if err != nil {
 				return out, fmt.Errorf("release %s/%s image %s: %w", rel.Board, rel.Version, im.Class, err)
 			}
-			out = append(out, VerifiedImage{Board: rel.Board, Version: rel.Version, Class: im.Class, Size: im.Size, Verity: im.Verity != nil})
+			out = append(out, VerifiedImage{Board: rel.Board, Version: rel.Version, Class: im.Class, Size: im.Size, Chunks: chunks, Verity: im.Verity != nil})
 		}
 	}
 	if len(out) == 0 {
@@ -78,20 +79,21 @@ func Verify(ctx context.Context, repoDir, board, version string, prog progress.R
 	return out, nil
 }
 
-func verifyImage(ctx context.Context, fetch release.Fetcher, st store.Store, im release.Image, prog progress.Reporter) error {
+// verifyImage checks one image and returns its number of chunks.
+func verifyImage(ctx context.Context, fetch release.Fetcher, st store.Store, im release.Image, prog progress.Reporter) (int, error) {
 	b, err := fetch.Fetch(ctx, im.Index.Path, im.Index.Length)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if got := release.HashOf(b); got != im.Index.SHA256 {
-		return release.Refuse(release.ErrArbitrarySoftware, "index %s hashes to %s, signed %s", im.Index.Path, got, im.Index.SHA256)
+		return 0, release.Refuse(release.ErrArbitrarySoftware, "index %s hashes to %s, signed %s", im.Index.Path, got, im.Index.SHA256)
 	}
 	idx, err := chunk.ReadIndex(bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("%s: %w", im.Index.Path, err)
+		return 0, fmt.Errorf("%s: %w", im.Index.Path, err)
 	}
 	if int64(idx.Size()) != im.Size {
-		return fmt.Errorf("index describes %d bytes, the release signed %d", idx.Size(), im.Size)
+		return 0, fmt.Errorf("index describes %d bytes, the release signed %d", idx.Size(), im.Size)
 	}
 	h := sha256.New()
 	var w io.Writer = h
@@ -100,22 +102,22 @@ func verifyImage(ctx context.Context, fetch release.Fetcher, st store.Store, im 
 		// The tree is checked against the data after the stream: keep the
 		// image in a sparse temporary file.
 		if tmp, err = os.CreateTemp("", "lifeboat-verify-*.img"); err != nil {
-			return err
+			return 0, err
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
 		w = io.MultiWriter(h, tmp)
 	}
 	if _, err := assemble.Stream(ctx, idx, w, assemble.Options{Stores: []store.Store{st}, Progress: prog}); err != nil {
-		return err
+		return 0, err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
-		return release.Refuse(release.ErrArbitrarySoftware, "image hashes to %s, signed %s", got, im.SHA256)
+		return 0, release.Refuse(release.ErrArbitrarySoftware, "image hashes to %s, signed %s", got, im.SHA256)
 	}
 	if im.Verity == nil {
-		return nil
+		return len(idx.Chunks), nil
 	}
-	return verifyTree(ctx, tmp, im.Verity)
+	return len(idx.Chunks), verifyTree(ctx, tmp, im.Verity)
 }
 
 // verifyTree recomputes an image's verity tree and checks the signed root.
