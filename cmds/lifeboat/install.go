@@ -95,8 +95,8 @@ func runInstall(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	client := &release.Client{State: durable.OS(*stateDir), Fetch: fetch, Board: *board}
 	res, err := install.Install(ctx, client, slotMap, opt)
 	if errors.Is(err, release.ErrUpToDate) {
-		fmt.Fprintf(std.Stdout, "%v\n", err)
-		return nil
+		res = &install.Result{Board: *board, UpToDate: true}
+		return out.Result(std.Stdout, res, func(w io.Writer) { fmt.Fprintln(w, err) })
 	}
 	if err != nil {
 		return err

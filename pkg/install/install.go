@@ -58,6 +58,9 @@ type Result struct {
 	Board   string        `json:"board"`
 	Version string        `json:"version"`
 	Images  []ImageResult `json:"images"`
+	// UpToDate says the newest release was installed already: nothing
+	// was written.
+	UpToDate bool `json:"up_to_date,omitempty"`
 }
 
 // Install plans the newest release for c's board and writes each of its

@@ -106,10 +106,15 @@ func verifyImage(ctx context.Context, fetch release.Fetcher, st store.Store, im 
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
-		w = io.MultiWriter(h, tmp)
+		w = io.MultiWriter(h, &sparseWriter{f: tmp})
 	}
 	if _, err := assemble.Stream(ctx, idx, w, assemble.Options{Stores: []store.Store{st}, Progress: prog}); err != nil {
 		return 0, err
+	}
+	if tmp != nil {
+		if err := tmp.Truncate(im.Size); err != nil {
+			return 0, err
+		}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
 		return 0, release.Refuse(release.ErrArbitrarySoftware, "image hashes to %s, signed %s", got, im.SHA256)
@@ -149,4 +154,36 @@ func VerityParams(v *release.Verity) (verity.Params, []byte, error) {
 	}
 	p := verity.Params{HashAlg: v.Algorithm, DataBlockSize: v.DataBlockSize, HashBlockSize: v.HashBlockSize, Salt: salt, Version: v.Format}
 	return p, root, nil
+}
+
+// sparseWriter writes a stream into a file, seeking over blocks of zeros so
+// that they take no space.
+type sparseWriter struct {
+	f   *os.File
+	off int64
+}
+
+func (w *sparseWriter) Write(p []byte) (int, error) {
+	const block = 4096
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), block)
+		if !allZero(p[:k]) {
+			if _, err := w.f.WriteAt(p[:k], w.off); err != nil {
+				return n - len(p), err
+			}
+		}
+		w.off += int64(k)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
