@@ -16,12 +16,12 @@ deps: ## install what tests, benchmarks and the demo need (apt-get, go mod downl
 build: ## build the commands into bin/
 	$(GO) build -o $(BIN)/ ./cmds/...
 
-test: deps lint ## the whole test suite: lint, unit tests (race detector), end-to-end interop
-	$(GO) test -race -count=1 ./pkg/... ./internal/... ./cmds/...
+test: deps lint ## the whole test suite: lint, unit and VM tests (race detector), end-to-end interop
+	$(GO) test -race -count=1 ./pkg/... ./internal/... ./cmds/... ./qemu/...
 	$(GO) test -count=1 -timeout 20m ./tests/...
 
-unit: ## unit tests only, no root, no real peers
-	$(GO) test -count=1 ./pkg/... ./internal/... ./cmds/...
+unit: ## unit tests only: no root, no real peers, no VM (VM tests skip)
+	$(GO) test -short -count=1 ./pkg/... ./internal/... ./cmds/... ./qemu/...
 
 e2e: deps ## end-to-end interop tests against the real casync
 	$(GO) test -count=1 -v -timeout 20m ./tests/...
@@ -36,6 +36,12 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	@for t in FuzzReadIndex FuzzDecode; do $(GO) test ./pkg/chunk -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzReadSuperblock$$' -fuzztime $${FUZZTIME:-30s}
+	@for t in FuzzParseDep FuzzReadModinfo; do $(GO) test ./qemu/kmod -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
+	$(GO) test ./qemu/vminit -run XXX -fuzz '^FuzzParseMarker$$' -fuzztime $${FUZZTIME:-30s}
+	@for t in FuzzDecodeList FuzzDecodeStatus; do $(GO) test ./pkg/dm -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
+	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzParseTable$$' -fuzztime $${FUZZTIME:-30s}
+	$(GO) test ./pkg/tpm -run XXX -fuzz '^FuzzParseSealed$$' -fuzztime $${FUZZTIME:-30s}
+	@for t in FuzzReadHeader FuzzParseMetadata; do $(GO) test ./pkg/dmcrypt -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	@for t in FuzzDecodeRoot FuzzDecodeTargets FuzzDecodeSnapshot FuzzDecodeTimestamp FuzzRefreshTimestamp FuzzRefreshRoot; do \
 		$(GO) test ./pkg/release -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 

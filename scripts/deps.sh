@@ -13,6 +13,14 @@ declare -A need=(
 	[/usr/bin/time]=time
 	[curl]=curl
 	[veritysetup]=cryptsetup-bin
+	[cryptsetup]=cryptsetup-bin
+	[qemu-system-x86_64]=qemu-system-x86
+	[swtpm]=swtpm
+	[swtpm_setup]=swtpm-tools
+	[sfdisk]=fdisk
+	[sgdisk]=gdisk
+	[cpio]=cpio
+	[xz]=xz-utils
 )
 
 missing=()
