@@ -21,11 +21,22 @@ declare -A need=(
 	[sgdisk]=gdisk
 	[cpio]=cpio
 	[xz]=xz-utils
+	[bg_printenv]=efibootguard
+	[mkenvimage]=u-boot-tools
+	[fw_printenv]=libubootenv-tool
+	[grub-editenv]=grub-common
+	[grub-mkimage]=grub-common
+	[/usr/lib/grub/x86_64-efi/moddep.lst]=grub-efi-amd64-bin
+	[/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
+	[mcopy]=mtools
+	[mkfs.fat]=dosfstools
+	[qemu-system-aarch64]=qemu-system-arm
+	[/usr/lib/u-boot/qemu_arm64/u-boot.bin]=u-boot-qemu
 )
 
 missing=()
 for cmd in "${!need[@]}"; do
-	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then
+	if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -e "$cmd" ]; then
 		missing+=("${need[$cmd]}")
 	fi
 done
