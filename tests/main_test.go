@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -60,18 +61,7 @@ func buildCommands(dir string) error {
 
 // requireTools skips the test when a tool it needs is not installed, or
 // fails it under CI, which must install them.
-func requireTools(t *testing.T, names ...string) {
-	t.Helper()
-	for _, name := range names {
-		if _, err := exec.LookPath(name); err == nil {
-			continue
-		}
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed; CI must install it (scripts/deps.sh, run by `make test`)", name)
-		}
-		t.Skipf("%s is not installed; `make test` installs it (scripts/deps.sh)", name)
-	}
-}
+func requireTools(t *testing.T, names ...string) { testtool.Require(t, names...) }
 
 // result is how a command ended.
 type result struct {

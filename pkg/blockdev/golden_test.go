@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -159,32 +160,17 @@ func compareTables(t *testing.T, what string, got, want *Table) {
 	}
 }
 
-// tool returns the path of a tool, or skips (fails under CI=true) when it
-// is missing.
+// tool returns the path of a tool, or skips (fails under CI) when it is
+// missing.
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (scripts/deps.sh installs it): %v", name, err)
-		}
-		t.Skipf("%s is missing (scripts/deps.sh installs it), so the live interop check cannot run: %v", name, err)
-	}
+	testtool.Require(t, name)
+	p, _ := exec.LookPath(name)
 	return p
 }
 
-// haveTool reports whether a tool is present; under CI=true it must be.
-func haveTool(t *testing.T, name string) bool {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (scripts/deps.sh installs it): %v", name, err)
-		}
-		t.Logf("%s is missing: live check skipped, golden files only", name)
-		return false
-	}
-	return true
-}
+// haveTool reports whether a tool is present; under CI it must be.
+func haveTool(t *testing.T, name string) bool { return testtool.Have(t, name) }
 
 func run(t *testing.T, dir string, stdin string, name string, args ...string) []byte {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -82,16 +83,7 @@ type golden struct {
 
 // requireCryptsetup skips the test when cryptsetup is not installed, or
 // fails it under CI, which must install it.
-func requireCryptsetup(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("cryptsetup"); err == nil {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("cryptsetup is not installed; CI must install it (scripts/deps.sh installs cryptsetup-bin)")
-	}
-	t.Skip("cryptsetup is not installed; `make deps` installs it (cryptsetup-bin)")
-}
+func requireCryptsetup(t *testing.T) { testtool.Require(t, "cryptsetup") }
 
 func runCryptsetup(t testing.TB, stdin string, args ...string) string {
 	t.Helper()

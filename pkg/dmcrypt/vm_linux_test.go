@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,16 +151,7 @@ func makeVMRaw(t *testing.T, dir string) string {
 	return p
 }
 
-func requireMkfsExt4(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("mkfs.ext4"); err == nil {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("mkfs.ext4 is not installed; CI must install it (scripts/deps.sh installs e2fsprogs)")
-	}
-	t.Skip("mkfs.ext4 is not installed; `make deps` installs it (e2fsprogs)")
-}
+func requireMkfsExt4(t *testing.T) { testtool.Require(t, "mkfs.ext4") }
 
 // TestOpenLUKS2VM opens LUKS2 volumes made by cryptsetup with the kernel's
 // dm-crypt, mounts the ext4 in each and reads its file back; checks that a

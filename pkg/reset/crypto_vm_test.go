@@ -2,7 +2,6 @@ package reset
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -26,23 +25,7 @@ import (
 func TestCryptoEraseVM(t *testing.T) {
 	img := filepath.Join(t.TempDir(), "luks.img")
 	if !vmtest.InGuest() {
-		f, err := os.Open("../dmcrypt/testdata/pbkdf2-xts256-512.img.gz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, err := os.Create(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(out, zr); err != nil {
-			t.Fatal(err)
-		}
-		if err := out.Close(); err != nil {
+		if err := os.WriteFile(img, goldenLUKS(t), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

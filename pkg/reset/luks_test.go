@@ -20,19 +20,7 @@ import (
 // the old metadata, every byte before the data segment reads as zero, and
 // the sealed key is removed.
 func TestCryptoEraseLUKS2(t *testing.T) {
-	f, err := os.Open("../dmcrypt/testdata/pbkdf2-xts256-512.img.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := goldenLUKS(t)
 	dev := blockdev.NewMemBytes(img)
 	size := int64(len(img))
 	ctx := context.Background()
@@ -75,4 +63,24 @@ func TestCryptoEraseLUKS2(t *testing.T) {
 	if _, err := state.ReadFile("volume.sealed"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("sealed key after the erase: %v, want it gone", err)
 	}
+}
+
+// goldenLUKS returns a LUKS2 volume made by the real cryptsetup, one of
+// dmcrypt's golden images; "second passphrase" opens it.
+func goldenLUKS(t *testing.T) []byte {
+	t.Helper()
+	f, err := os.Open("../dmcrypt/testdata/pbkdf2-xts256-512.img.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -358,13 +359,4 @@ func TestVeritysetupLive(t *testing.T) {
 
 // requireVeritysetup skips the test when veritysetup is not installed, or
 // fails it under CI, which must install it.
-func requireVeritysetup(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("veritysetup"); err == nil {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("veritysetup is not installed; CI must install it (scripts/deps.sh installs cryptsetup-bin)")
-	}
-	t.Skip("veritysetup is not installed; `make deps` installs it (cryptsetup-bin)")
-}
+func requireVeritysetup(t *testing.T) { testtool.Require(t, "veritysetup") }
