@@ -9,6 +9,16 @@
 //	lifeboat extract [--store=DIR|URL]... [--seed=PATH]... [--seed-index=INDEX.caibx]...
 //	                 [--workers=N] [--timeout=30s] [--retries=4] [--progress=auto|bar|line|none]
 //	                 [--json] INDEX.caibx TARGET
+//	lifeboat status    BOOTLOADER [--json]
+//	lifeboat mark-good BOOTLOADER [--force] [--json] [SLOT]
+//	lifeboat rollback  BOOTLOADER [--json]
+//	lifeboat env print BOOTLOADER [--slot=S] [--json] [NAME...]
+//	lifeboat env set   BOOTLOADER [--slot=S] NAME=VALUE...
+//
+//	BOOTLOADER: --bootloader=uboot [--env-config=/etc/fw_env.config]
+//	          | --bootloader=grub --grubenv=PATH
+//	          | --bootloader=ebg --ebg-config=SLOT=PATH...
+//	          [--cmdline=/proc/cmdline] [--slots=A,B,recovery] [--good-tries=3]
 //
 // provision stores a repository's first root as the device's root of trust.
 // install refreshes the trusted metadata by TUF's workflow, plans the newest
@@ -25,6 +35,19 @@
 // .caibx), and last the stores, tried in the order given. Every chunk is
 // verified against its ID before it is written. A new TARGET file appears
 // only once it is whole.
+//
+// status shows each slot's state (good, trying, failed, inactive) and tries
+// left, the booted slot (from lifeboat.slot= or rauc.slot= on the kernel
+// command line) and the slot the bootloader picks next. mark-good records
+// that the booted slot works (run it on every boot once the system is
+// healthy: a slot that boots its tries away without it falls back); it
+// refuses any other slot unless --force. rollback gives up the slot on
+// trial, or else the booted slot, so that the good slot boots next, and
+// refuses when no good slot would remain. env print and env set read and
+// write the bootloader environment itself (EBG: one slot's config); set
+// makes every change in one power-cut safe write, and NAME= deletes NAME.
+// The slot policy is pkg/slot's; U-Boot and GRUB keep their try counters
+// in BOOT_ORDER and BOOT_<SLOT>_LEFT (RAUC's scheme).
 //
 // HTTP requests that fail (5xx, 408, 429, network errors, bodies cut short)
 // are repeated up to --retries times with jittered exponential backoff;
@@ -46,6 +69,10 @@ var commands = []cli.Command{
 	installCommand,
 	provisionCommand,
 	extractCommand,
+	statusCommand(openBootloader),
+	markGoodCommand(openBootloader),
+	rollbackCommand(openBootloader),
+	envCommand(openBootloader),
 }
 
 func run(ctx context.Context, io cli.IO, args []string) int {

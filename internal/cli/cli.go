@@ -135,6 +135,14 @@ func OutputFlags(fs *flag.FlagSet) *Output {
 	return o
 }
 
+// JSONFlag defines only --json on fs, for commands with no progress to
+// show.
+func JSONFlag(fs *flag.FlagSet) *Output {
+	o := &Output{progress: "none"}
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	return o
+}
+
 // Reporter returns the progress reporter --progress asks for, drawing on w.
 func (o *Output) Reporter(w io.Writer) (progress.Reporter, error) { return Progress(o.progress, w) }
 
