@@ -1,0 +1,360 @@
+package boot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
+	"github.com/lifeboat-update/lifeboat/qemu"
+	"github.com/lifeboat-update/lifeboat/qemu/cpio"
+	"github.com/lifeboat-update/lifeboat/qemu/kernel"
+)
+
+// unavailable skips t because something the tier needs is missing, or
+// fails it under CI, which must run this tier.
+func unavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s; CI must run the boot tier (scripts/deps.sh, run by `make test`, installs it)", msg)
+	}
+	t.Skipf("%s; `make deps` installs it", msg)
+}
+
+// requireTools skips (or under CI fails) t unless every tool is on PATH
+// or, for a path, exists.
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if strings.Contains(tool, "/") {
+			if _, err := os.Stat(tool); err != nil {
+				unavailable(t, "%s is not installed", tool)
+			}
+			continue
+		}
+		if _, err := exec.LookPath(tool); err != nil {
+			unavailable(t, "%s is not installed", tool)
+		}
+	}
+}
+
+// requireVM skips under -short, and then like requireTools when QEMU or
+// OVMF is missing; it returns OVMF.
+func requireVM(t *testing.T) qemu.OVMF {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short skips tests that boot a VM; make test runs them")
+	}
+	requireTools(t, "qemu-system-x86_64")
+	o, err := qemu.FindOVMF(qemu.OVMFDir)
+	if err != nil {
+		unavailable(t, "%v", err)
+	}
+	return o
+}
+
+// getKernel returns the VM tier's Debian cloud kernel, downloading it the
+// first time (qemu/kernel).
+func getKernel(t *testing.T) *kernel.Kernel {
+	t.Helper()
+	dir, err := kernel.DefaultDir()
+	if err != nil {
+		unavailable(t, "kernel cache: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	k, err := (&kernel.Cache{Dir: dir, Logf: t.Logf}).Get(ctx, kernel.Pinned(), kernel.Meta)
+	switch {
+	case errors.Is(err, kernel.ErrChecksum):
+		t.Fatalf("kernel: %v", err)
+	case err != nil:
+		unavailable(t, "kernel: %v", err)
+	}
+	return k
+}
+
+// run runs a command that must succeed and returns its stdout.
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	// mtools refuses some images mkfs.fat makes without this.
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return stdout.String()
+}
+
+// partition is one GPT partition of a disk.
+type partition struct {
+	name    string // GPT partition name
+	typ     string // sgdisk type code: "ef00" (ESP), "8300", "0700"
+	sizeMiB int64
+}
+
+// disk is a GPT disk image made without root, loop devices or mounts:
+// truncate and sgdisk for the table, mkfs.fat -C for each file system, a
+// copy into place, and mtools on the image at the partition's offset.
+type disk struct {
+	path  string
+	start []int64 // first sector of each partition, 1-based as in GPT
+	size  []int64 // sectors
+}
+
+const sector = 512
+
+// newDisk writes an image at path with the partitions, 1 MiB aligned and
+// back to back from sector 2048.
+func newDisk(t *testing.T, path string, parts ...partition) *disk {
+	t.Helper()
+	d := &disk{path: path, start: []int64{0}, size: []int64{0}}
+	args := []string{"-o"}
+	next := int64(2048)
+	for i, p := range parts {
+		n := i + 1
+		last := next + p.sizeMiB*2048 - 1
+		args = append(args, fmt.Sprintf("-n%d:%d:%d", n, next, last), fmt.Sprintf("-t%d:%s", n, p.typ), fmt.Sprintf("-c%d:%s", n, p.name))
+		d.start = append(d.start, next)
+		d.size = append(d.size, last-next+1)
+		next = last + 1
+	}
+	// 1 MiB at the end for the backup table.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, (next+2048)*sector); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "sgdisk", append(args, path)...)
+	return d
+}
+
+// image is the mtools image argument for partition n.
+func (d *disk) image(n int) string { return fmt.Sprintf("%s@@%d", d.path, d.start[n]*sector) }
+
+// formatFAT makes a FAT16 file system labelled label in partition n, with
+// the directories dirs.
+func (d *disk) formatFAT(t *testing.T, n int, label string, sizeMiB int64, dirs ...string) {
+	t.Helper()
+	fat := filepath.Join(t.TempDir(), "part.fat")
+	run(t, "mkfs.fat", "-F", "16", "-n", label, "-C", fat, fmt.Sprint(sizeMiB*1024))
+	b, err := os.ReadFile(fat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(d.path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// What dd conv=notrunc seek=START does.
+	if _, err := f.WriteAt(b, d.start[n]*sector); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range dirs {
+		run(t, "mmd", "-i", d.image(n), "::"+dir)
+	}
+}
+
+// put copies the host file src to dst in partition n's FAT, replacing it.
+func (d *disk) put(t *testing.T, n int, src, dst string) {
+	t.Helper()
+	run(t, "mcopy", "-o", "-i", d.image(n), src, "::"+dst)
+}
+
+// get copies src from partition n's FAT to the host file dst.
+func (d *disk) get(t *testing.T, n int, src, dst string) {
+	t.Helper()
+	run(t, "mcopy", "-o", "-i", d.image(n), "::"+src, dst)
+}
+
+// partition returns partition n of dev, an open disk.
+func (d *disk) partition(t *testing.T, dev blockdev.Device, n int) blockdev.Device {
+	t.Helper()
+	p, err := blockdev.Section(dev, d.start[n]*sector, d.size[n]*sector)
+	if err != nil {
+		t.Fatalf("partition %d of %s: %v", n, d.path, err)
+	}
+	return p
+}
+
+// install writes a release to the FAT in partition n, as an update would:
+// a release here is only its initramfs, written to dst, with the slots'
+// init and the release's action (goodRelease or badRelease).
+func (d *disk) install(t *testing.T, n int, dst string, init []byte, release string) {
+	t.Helper()
+	initrd := filepath.Join(t.TempDir(), "initrd.img")
+	writeInitrd(t, initrd, init, release)
+	d.put(t, n, initrd, dst)
+}
+
+// slotInit builds tests/boot/slotinit, the slots' /init.
+func slotInit(t *testing.T) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "slotinit")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/lifeboat-update/lifeboat/tests/boot/slotinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build slotinit: %v\n%s", err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Releases a slot can hold, by what their init does after it reports the
+// slot: "poweroff" boots well (the test marks it good from the host);
+// "reboot" never marks itself good and resets the machine.
+const (
+	goodRelease = "poweroff"
+	badRelease  = "reboot"
+)
+
+// writeInitrd writes an initramfs at path holding init as /init and
+// action (goodRelease or badRelease) as /action.
+func writeInitrd(t *testing.T, path string, init []byte, action string) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := cpio.NewWriter(&buf)
+	err := errors.Join(
+		w.WriteDir("dev", 0o755),
+		w.WriteCharDev("dev/console", 0o600, 5, 1),
+		w.WriteDir("proc", 0o555),
+		w.WriteFile("init", 0o755, init),
+		w.WriteFile("action", 0o644, []byte(action+"\n")),
+		w.Close(),
+	)
+	if err != nil {
+		t.Fatalf("initramfs: %v", err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// machine is one x86_64 UEFI computer: OVMF with its own NVRAM, which
+// survives between boots as a real machine's does, and one disk.
+type machine struct {
+	fw qemu.FirmwareBoot
+}
+
+func newMachine(t *testing.T, o qemu.OVMF, diskPath string) *machine {
+	t.Helper()
+	vars := filepath.Join(t.TempDir(), "OVMF_VARS.fd")
+	if err := o.NewVars(vars); err != nil {
+		t.Fatal(err)
+	}
+	return &machine{fw: qemu.FirmwareBoot{OVMF: o, Vars: vars, Disk: diskPath}}
+}
+
+// boot powers the machine on and waits until it powers itself off. With
+// resets, a reset restarts it (firmware and bootloader again) in the same
+// run; without, a reset ends the run too. It fails t if the machine does
+// not power off by itself within timeout, and returns the serial console.
+func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial {
+	t.Helper()
+	if dl, ok := t.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl)-5*time.Second)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	defer cancel()
+	fw := m.fw
+	fw.Resets = resets
+	con := &serial{t: t, start: time.Now()}
+	vm, err := qemu.Start(ctx, qemu.Config{Args: fw.Args(), Console: con})
+	if errors.Is(err, qemu.ErrNoQEMU) {
+		unavailable(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Kill() // after Wait, a no-op
+	err = vm.Wait()
+	con.flush()
+	t.Logf("boot: machine off after %v", time.Since(con.start).Round(100*time.Millisecond))
+	if ctx.Err() != nil {
+		t.Fatalf("boot: the machine did not power off within %v", timeout)
+	}
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	return con
+}
+
+// serial is the machine's serial console: it relays each line to t.Log and
+// keeps them, with terminal escapes and carriage returns removed.
+type serial struct {
+	t     *testing.T
+	start time.Time
+	mu    sync.Mutex
+	buf   []byte
+	lines []string
+}
+
+var escape = regexp.MustCompile(`\x1b\[[0-9;=?]*[A-Za-z]|\r`)
+
+func (s *serial) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		s.line(string(s.buf[:i]))
+		s.buf = s.buf[i+1:]
+	}
+}
+
+func (s *serial) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) > 0 {
+		s.line(string(s.buf))
+		s.buf = nil
+	}
+}
+
+func (s *serial) line(l string) {
+	l = escape.ReplaceAllString(l, "")
+	if strings.TrimSpace(l) == "" {
+		return
+	}
+	s.lines = append(s.lines, l)
+	s.t.Logf("serial %5.1fs: %s", time.Since(s.start).Seconds(), l)
+}
+
+// after returns, for every line holding marker, the text after it.
+func (s *serial) after(marker string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, l := range s.lines {
+		if _, v, ok := strings.Cut(l, marker); ok {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
