@@ -1,7 +1,9 @@
 package boot
 
 import (
+	"bytes"
 	"maps"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -9,14 +11,15 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
 )
 
-// The GRUB disk: an ESP with GRUB, grub.cfg and grubenv, and one FAT
-// partition per slot, labelled SLOT_A and SLOT_B, each holding
-// /boot/vmlinuz and /boot/initrd.img.
+// The GRUB disk: an ESP with GRUB, grub.cfg, grubenv and the recovery
+// kernel and ramdisk, and one FAT partition per slot, labelled SLOT_A and
+// SLOT_B, each holding /boot/vmlinuz and /boot/initrd.img.
 const (
 	grubESP   = 1
 	grubSlotA = 2
@@ -24,6 +27,8 @@ const (
 
 	grubDir = "EFI/BOOT" // GRUB's prefix on the ESP
 	grubEnv = grubDir + "/grubenv"
+
+	recoveryDir = "EFI/lifeboat" // the recovery entry's kernel and ramdisk
 )
 
 // grubModules are built into the GRUB image: there is no module directory
@@ -33,33 +38,80 @@ var grubModules = []string{
 	"echo", "search", "search_label", "reboot", "halt", "true",
 }
 
+// docGRUBCfg is the grub.cfg that docs/bootloader-grub.md documents (the
+// copy TestDocGrubCfg keeps in sync with it).
+var docGRUBCfg = filepath.Join("..", "..", "pkg", "bootenv", "grub", "testdata", "grub.cfg")
+
+// grubTestEntries are the menu entries the documented rules choose from,
+// for this disk: slots A and B from their partitions, and recovery from
+// the ESP (the root the rules kept in lifeboat_esp), as in the document.
+// Each tells slotinit its name with lifeboat.slot=.
+const grubTestEntries = `menuentry "Slot A" --id A {
+  search --no-floppy --label --set=root SLOT_A
+  linux /boot/vmlinuz console=ttyS0,115200 panic=-1 quiet lifeboat.slot=A
+  initrd /boot/initrd.img
+}
+menuentry "Slot B" --id B {
+  search --no-floppy --label --set=root SLOT_B
+  linux /boot/vmlinuz console=ttyS0,115200 panic=-1 quiet lifeboat.slot=B
+  initrd /boot/initrd.img
+}
+menuentry "Lifeboat recovery" --id recovery {
+  set root="${lifeboat_esp}"
+  linux /` + recoveryDir + `/vmlinuz console=ttyS0,115200 panic=-1 quiet lifeboat.slot=recovery
+  initrd /` + recoveryDir + `/ramdisk.img
+}
+`
+
+// grubCfg writes to path the documented grub.cfg's rules, everything
+// before its first menuentry, followed by grubTestEntries.
+func grubCfg(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(docGRUBCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("\nmenuentry "))
+	if i < 0 {
+		t.Fatalf("%s: no menuentry", docGRUBCfg)
+	}
+	cfg := append(b[:i+1:i+1], grubTestEntries...)
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // grubDisk is the disk of a GRUB machine.
 type grubDisk struct {
 	*disk
 	init []byte // the slots' /init
 }
 
-// newGRUBDisk builds the disk with release good on both slots and the
-// grubenv vars.
+// newGRUBDisk builds the disk with release good on both slots and on
+// recovery, and the grubenv vars.
 func newGRUBDisk(t *testing.T, dir, kernelImage string, vars bootenv.Vars) *grubDisk {
 	t.Helper()
 	efi := filepath.Join(dir, "BOOTX64.EFI")
 	run(t, "grub-mkimage", append([]string{"-O", "x86_64-efi", "-p", "/" + grubDir, "-o", efi}, grubModules...)...)
+	cfg := filepath.Join(dir, "grub.cfg")
+	grubCfg(t, cfg)
 	env := filepath.Join(dir, "grubenv")
 	run(t, "grub-editenv", env, "create")
 	run(t, "grub-editenv", append([]string{env, "set"}, assignments(vars)...)...)
 
 	d := &grubDisk{
 		disk: newDisk(t, filepath.Join(dir, "disk.img"),
-			partition{"ESP", "ef00", 16},
+			partition{"ESP", "ef00", 32},
 			partition{"slotA", "8300", 32},
 			partition{"slotB", "8300", 32}),
 		init: slotInit(t),
 	}
-	d.formatFAT(t, grubESP, "ESP", 16, "EFI", grubDir)
+	d.formatFAT(t, grubESP, "ESP", 32, "EFI", grubDir, recoveryDir)
 	d.put(t, grubESP, efi, grubDir+"/BOOTX64.EFI")
-	d.put(t, grubESP, filepath.Join("testdata", "grub.cfg"), grubDir+"/grub.cfg")
+	d.put(t, grubESP, cfg, grubDir+"/grub.cfg")
 	d.put(t, grubESP, env, grubEnv)
+	d.put(t, grubESP, kernelImage, recoveryDir+"/vmlinuz")
+	d.disk.install(t, grubESP, recoveryDir+"/ramdisk.img", d.init, goodRelease)
 	for n, label := range map[int]string{grubSlotA: "SLOT_A", grubSlotB: "SLOT_B"} {
 		d.formatFAT(t, n, label, 32, "boot")
 		d.put(t, n, kernelImage, "boot/vmlinuz")
@@ -96,11 +148,11 @@ func (d *grubDisk) env(t *testing.T) bootenv.Vars {
 	return vars
 }
 
-// setEnv sets variables in grubenv on the ESP, as Lifeboat does from
-// Linux: Load, change, Save with our backend (pkg/bootenv/grub). The
-// host works on a copy that mtools takes out and puts back, where Linux
-// would have the ESP mounted.
-func (d *grubDisk) setEnv(t *testing.T, set bootenv.Vars) {
+// setEnv sets the variables set and deletes the variables unset in
+// grubenv on the ESP, as Lifeboat does from Linux: Load, change, Save with
+// our backend (pkg/bootenv/grub). The host works on a copy that mtools
+// takes out and puts back, where Linux would have the ESP mounted.
+func (d *grubDisk) setEnv(t *testing.T, set bootenv.Vars, unset ...string) {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "grubenv")
 	d.get(t, grubESP, grubEnv, f)
@@ -110,9 +162,21 @@ func (d *grubDisk) setEnv(t *testing.T, set bootenv.Vars) {
 		t.Fatalf("grubenv on the ESP: %v", err)
 	}
 	maps.Copy(vars, set)
+	for _, k := range unset {
+		delete(vars, k)
+	}
 	if err := env.Save(t.Context(), vars); err != nil {
 		t.Fatalf("grubenv on the ESP: %v", err)
 	}
+	d.put(t, grubESP, f, grubEnv)
+}
+
+// createEnv replaces grubenv on the ESP with an empty one made by
+// grub-editenv create.
+func (d *grubDisk) createEnv(t *testing.T) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "grubenv")
+	run(t, "grub-editenv", f, "create")
 	d.put(t, grubESP, f, grubEnv)
 }
 
@@ -126,14 +190,15 @@ func assignments(vars bootenv.Vars) []string {
 	return a
 }
 
-// TestGRUB boots OVMF and GRUB 2.06 with testdata/grub.cfg, the A/B
-// try-counter scheme over grubenv, through an update's life: A runs; B is
-// tried once and its counter reaches 0; B is marked good and keeps
-// booting; a B that never marks itself good resets the machine and GRUB
-// falls back to A; with no tries left anywhere GRUB resets the counters.
-// Every boot is checked on the serial console (which slot's kernel ran,
-// and what GRUB read and decided) and grubenv is read back from the disk
-// after each run.
+// TestGRUB boots OVMF and GRUB 2.06 with the grub.cfg that
+// docs/bootloader-grub.md documents: its rules (pkg/slot's, over grubenv)
+// as they are, followed by menu entries A, B and recovery for this disk.
+// It follows an update's life: A runs and counts down; B is tried once and
+// its counter reaches 0; a B that never marks itself good resets the
+// machine and GRUB falls back to A; B marked good keeps booting; with no
+// tries left, or with no BOOT_ORDER or an empty grubenv, recovery boots.
+// Every boot is checked on the serial console (which entry's kernel ran)
+// and grubenv is read back from the disk after each run.
 func TestGRUB(t *testing.T) {
 	t.Parallel()
 	ovmf := requireVM(t)
@@ -143,7 +208,7 @@ func TestGRUB(t *testing.T) {
 
 	start := time.Now()
 	d := newGRUBDisk(t, t.TempDir(), k.Image(), bootenv.Vars{
-		"BOOT_ORDER": "A B", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3",
+		"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3",
 	})
 	m := newMachine(t, ovmf, d.path)
 	t.Logf("GRUB disk built in %v", time.Since(start).Round(time.Millisecond))
@@ -152,75 +217,69 @@ func TestGRUB(t *testing.T) {
 		name    string
 		release string       // installed on slot B first, if not ""
 		set     bootenv.Vars // grubenv variables the host sets first
+		unset   []string     // grubenv variables the host deletes first
+		create  bool         // the host replaces grubenv with an empty one
 		resets  bool         // a guest reset restarts the machine
-		slots   []string     // slots booted, in order (LIFEBOAT-SLOT)
-		grub    []string     // what GRUB read and did (LIFEBOAT-GRUB)
+		slots   []string     // entries booted, in order (LIFEBOAT-SLOT)
 		env     bootenv.Vars // grubenv afterwards
 	}{
 		{
 			name:  "A boots",
 			slots: []string{"A"},
-			grub: []string{
-				"BOOT_ORDER=A B BOOT_A_LEFT=3 BOOT_B_LEFT=3",
-				"booting A, BOOT_A_LEFT=2 BOOT_B_LEFT=3",
-			},
-			env: bootenv.Vars{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
+			env:   bootenv.Vars{"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
 		},
 		{
 			// A marked itself good (its counter back to 3); B is installed
 			// and tried once.
 			name:    "B tried once",
 			release: goodRelease,
-			set:     bootenv.Vars{"BOOT_A_LEFT": "3", "BOOT_ORDER": "B A", "BOOT_B_LEFT": "1"},
+			set:     bootenv.Vars{"BOOT_A_LEFT": "3", "BOOT_ORDER": "B A recovery", "BOOT_B_LEFT": "1"},
 			slots:   []string{"B"},
-			grub: []string{
-				"BOOT_ORDER=B A BOOT_A_LEFT=3 BOOT_B_LEFT=1",
-				"booting B, BOOT_A_LEFT=3 BOOT_B_LEFT=0",
-			},
-			env: bootenv.Vars{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "0"},
+			env:     bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "0"},
 		},
 		{
-			// B booted well and is marked good (from the host: the guest
-			// has no tools to write grubenv): it keeps booting.
-			name:  "B marked good keeps booting",
-			set:   bootenv.Vars{"BOOT_B_LEFT": "3"},
-			slots: []string{"B"},
-			grub: []string{
-				"BOOT_ORDER=B A BOOT_A_LEFT=3 BOOT_B_LEFT=3",
-				"booting B, BOOT_A_LEFT=3 BOOT_B_LEFT=2",
-			},
-			env: bootenv.Vars{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "2"},
-		},
-		{
-			// The next release on B never marks itself good and resets the
-			// machine: GRUB finds B with no tries left and boots A.
+			// The next release on B, tried once, never marks itself good
+			// and resets the machine: GRUB finds B with no tries left and
+			// boots A.
 			name:    "B not marked good, reset, A boots",
 			release: badRelease,
 			set:     bootenv.Vars{"BOOT_B_LEFT": "1"},
 			resets:  true,
 			slots:   []string{"B", "A"},
-			grub: []string{
-				"BOOT_ORDER=B A BOOT_A_LEFT=3 BOOT_B_LEFT=1",
-				"booting B, BOOT_A_LEFT=3 BOOT_B_LEFT=0",
-				"BOOT_ORDER=B A BOOT_A_LEFT=3 BOOT_B_LEFT=0",
-				"booting A, BOOT_A_LEFT=2 BOOT_B_LEFT=0",
-			},
-			env: bootenv.Vars{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "0"},
+			env:     bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "0"},
 		},
 		{
-			// Both slots out of tries: GRUB resets both counters and
-			// restarts, then boots the first slot in BOOT_ORDER.
-			name:   "no slot has tries left",
-			set:    bootenv.Vars{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "0"},
-			resets: true,
-			slots:  []string{"A"},
-			grub: []string{
-				"BOOT_ORDER=A B BOOT_A_LEFT=0 BOOT_B_LEFT=0",
-				"no slot has tries left; resetting the counters and restarting",
-				"BOOT_ORDER=A B BOOT_A_LEFT=3 BOOT_B_LEFT=3",
-				"booting A, BOOT_A_LEFT=2 BOOT_B_LEFT=3",
-			},
-			env: bootenv.Vars{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
+			// A release of B that boots well, marked good (from the host:
+			// the guest has no tools to write grubenv): it keeps booting.
+			name:    "B marked good keeps booting",
+			release: goodRelease,
+			set:     bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+			slots:   []string{"B"},
+			env:     bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "2"},
+		},
+		{
+			// Both slots out of tries: the walk reaches recovery, which
+			// boots; no counter changes.
+			name:  "no slot has tries left, recovery boots",
+			set:   bootenv.Vars{"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "0"},
+			slots: []string{"recovery"},
+			env:   bootenv.Vars{"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "0", "BOOT_B_LEFT": "0"},
+		},
+		{
+			// Counters with tries left but no BOOT_ORDER: no slot is
+			// named, and the fallback (rule 2) boots recovery.
+			name:  "no BOOT_ORDER, recovery boots",
+			set:   bootenv.Vars{"BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+			unset: []string{"BOOT_ORDER"},
+			slots: []string{"recovery"},
+			env:   bootenv.Vars{"BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+		},
+		{
+			// A grubenv fresh from grub-editenv create: recovery boots.
+			name:   "empty grubenv, recovery boots",
+			create: true,
+			slots:  []string{"recovery"},
+			env:    bootenv.Vars{},
 		},
 	}
 	for _, st := range steps {
@@ -228,8 +287,11 @@ func TestGRUB(t *testing.T) {
 			if st.release != "" {
 				d.install(t, grubSlotB, st.release)
 			}
-			if st.set != nil {
-				d.setEnv(t, st.set)
+			if st.create {
+				d.createEnv(t)
+			}
+			if st.set != nil || st.unset != nil {
+				d.setEnv(t, st.set, st.unset...)
 			}
 			// About 7 s a boot on an idle machine; generous for a loaded one.
 			timeout := 2 * time.Minute
@@ -238,17 +300,14 @@ func TestGRUB(t *testing.T) {
 			}
 			con := m.boot(t, st.resets, timeout)
 			if got := con.after("LIFEBOAT-SLOT:"); !cmp.Equal(got, st.slots) {
-				t.Errorf("slots booted = %q, want %q", got, st.slots)
-			}
-			if d := cmp.Diff(st.grub, con.after("LIFEBOAT-GRUB:")); d != "" {
-				t.Errorf("GRUB's console (-want +got):\n%s", d)
+				t.Errorf("entries booted = %q, want %q", got, st.slots)
 			}
 			for _, cmdline := range con.after("LIFEBOAT-CMDLINE:") {
-				if !strings.HasPrefix(cmdline, "BOOT_IMAGE=(hd0,gpt") {
-					t.Errorf("kernel command line %q, want one GRUB made (BOOT_IMAGE=...)", cmdline)
+				if !strings.HasPrefix(cmdline, "BOOT_IMAGE=/") {
+					t.Errorf("kernel command line %q, want one GRUB made (BOOT_IMAGE=/...)", cmdline)
 				}
 			}
-			if d := cmp.Diff(st.env, d.env(t)); d != "" {
+			if d := cmp.Diff(st.env, d.env(t), cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("grubenv after the boot (-want +got):\n%s", d)
 			}
 		})
