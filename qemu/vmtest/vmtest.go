@@ -207,6 +207,7 @@ func boot(t *testing.T, name string, opt Options) (*result, error) {
 
 	res := &result{name: name, timeout: timeout}
 	cons := &console{t: t, nonce: nonce, res: res, start: start}
+	cons.Line = cons.line
 	cfg := qemu.Config{
 		Memory:  opt.Memory,
 		Kernel:  a.kernel.Image(),
@@ -229,7 +230,7 @@ func boot(t *testing.T, name string, opt Options) (*result, error) {
 	}
 	t.Cleanup(func() { vm.Kill() }) // in case of a panic below; Kill after Wait is a no-op
 	res.qemuErr = vm.Wait()
-	cons.flush()
+	cons.Flush()
 	res.timedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
 	res.total = time.Since(start)
 	t.Logf("vmtest: %s on %s: prepared in %v, guest test started after %v, total %v",
@@ -257,36 +258,11 @@ func testPattern(name string) string {
 // console receives the serial console, relays it to t.Log line by line and
 // picks out vminit's markers.
 type console struct {
+	qemu.Lines
 	t     *testing.T
 	nonce string
 	res   *result
 	start time.Time
-	mu    sync.Mutex
-	buf   []byte
-}
-
-func (c *console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf = append(c.buf, p...)
-	for {
-		i := bytes.IndexByte(c.buf, '\n')
-		if i < 0 {
-			break
-		}
-		c.line(string(c.buf[:i]))
-		c.buf = c.buf[i+1:]
-	}
-	return len(p), nil
-}
-
-func (c *console) flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.buf) > 0 {
-		c.line(string(c.buf))
-		c.buf = nil
-	}
 }
 
 func (c *console) line(s string) {

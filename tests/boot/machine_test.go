@@ -282,6 +282,7 @@ func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial
 	fw := m.fw
 	fw.Resets = resets
 	con := &serial{t: t, start: time.Now()}
+	con.Line = con.line
 	vm, err := qemu.Start(ctx, qemu.Config{Args: fw.Args(), Console: con})
 	if errors.Is(err, qemu.ErrNoQEMU) {
 		unavailable(t, "%v", err)
@@ -291,7 +292,7 @@ func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial
 	}
 	defer vm.Kill() // after Wait, a no-op
 	err = vm.Wait()
-	con.flush()
+	con.Flush()
 	t.Logf("boot: machine off after %v", time.Since(con.start).Round(100*time.Millisecond))
 	if ctx.Err() != nil {
 		t.Fatalf("boot: the machine did not power off within %v", timeout)
@@ -305,44 +306,23 @@ func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial
 // serial is the machine's serial console: it relays each line to t.Log and
 // keeps them, with terminal escapes and carriage returns removed.
 type serial struct {
+	qemu.Lines
 	t     *testing.T
 	start time.Time
-	mu    sync.Mutex
-	buf   []byte
+	mu    sync.Mutex // guards lines
 	lines []string
 }
 
 var escape = regexp.MustCompile(`\x1b\[[0-9;=?]*[A-Za-z]|\r`)
-
-func (s *serial) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		s.line(string(s.buf[:i]))
-		s.buf = s.buf[i+1:]
-	}
-}
-
-func (s *serial) flush() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.buf) > 0 {
-		s.line(string(s.buf))
-		s.buf = nil
-	}
-}
 
 func (s *serial) line(l string) {
 	l = escape.ReplaceAllString(l, "")
 	if strings.TrimSpace(l) == "" {
 		return
 	}
+	s.mu.Lock()
 	s.lines = append(s.lines, l)
+	s.mu.Unlock()
 	s.t.Logf("serial %5.1fs: %s", time.Since(s.start).Seconds(), l)
 }
 
