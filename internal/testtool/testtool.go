@@ -2,10 +2,13 @@
 // Lifeboat against (casync, veritysetup, cryptsetup, sfdisk, ...): a test
 // that needs one skips, saying why, where it is missing, and fails under CI
 // (CI=true), which must have installed it (scripts/deps.sh, run by make
-// test).
+// test); and the gzipped golden files those tools' output is kept in.
 package testtool
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"os"
 	"os/exec"
 	"testing"
@@ -38,4 +41,38 @@ func Have(t testing.TB, name string) bool {
 	}
 	t.Logf("%s is not installed: live check skipped, golden files only", name)
 	return false
+}
+
+// ReadGzip returns the uncompressed content of a gzipped golden file.
+func ReadGzip(t testing.TB, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("%v (regenerate with go test -update)", err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return b
+}
+
+// WriteGzip writes b to path, gzipped at the best compression: golden
+// files stay small in testdata.
+func WriteGzip(t testing.TB, path string, b []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(b)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
+
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
@@ -67,7 +69,7 @@ const seedKeep = 6 * 4096
 func FuzzReadGPT(f *testing.F) {
 	imgs, _ := filepath.Glob("testdata/*.img.gz")
 	for _, p := range imgs {
-		img := readGzip(f, p)
+		img := testtool.ReadGzip(f, p)
 		f.Add(int64(len(img)), bytes.Clone(img[:seedKeep]), bytes.Clone(img[len(img)-seedKeep:]))
 	}
 	for _, tc := range goldenLayouts {

@@ -2,12 +2,10 @@ package blockdev
 
 import (
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -518,37 +518,6 @@ func makeToolImage(t *testing.T, dir string, tc toolCase) string {
 	return img
 }
 
-func readGzip(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("golden image (go test -update with sfdisk and sgdisk regenerates it): %v", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return b
-}
-
-func writeGzip(t *testing.T, path string, b []byte) {
-	t.Helper()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestGoldenToolWrittenReadByUs: GPTs sfdisk and sgdisk write are read by
 // this package as they were asked for and as sfdisk itself reads them.
 func TestGoldenToolWrittenReadByUs(t *testing.T) {
@@ -565,7 +534,7 @@ func TestGoldenToolWrittenReadByUs(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				writeGzip(t, imgPath, b)
+				testtool.WriteGzip(t, imgPath, b)
 				if err := os.WriteFile(jsonPath, js, 0o644); err != nil {
 					t.Fatal(err)
 				}
@@ -589,7 +558,7 @@ func TestGoldenToolWrittenReadByUs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("golden view (go test -update regenerates it): %v", err)
 			}
-			check("golden image", readGzip(t, imgPath), parseDump(t, js))
+			check("golden image", testtool.ReadGzip(t, imgPath), parseDump(t, js))
 
 			if !haveTool(t, tc.tool) || !haveTool(t, "sfdisk") {
 				return

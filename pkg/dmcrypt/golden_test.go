@@ -2,20 +2,19 @@ package dmcrypt
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/lifeboat-update/lifeboat/internal/testtool"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/ with the real cryptsetup")
@@ -168,20 +167,12 @@ func writeGolden(t *testing.T, name, img string, g golden) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var z bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
-	zw.Write(b)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
 	j, err := json.MarshalIndent(g, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	imgPath, jsPath := goldenPaths(name)
-	if err := os.WriteFile(imgPath, z.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testtool.WriteGzip(t, imgPath, b)
 	if err := os.WriteFile(jsPath, append(j, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -198,20 +189,7 @@ func readGolden(t testing.TB, name string) (img []byte, g golden) {
 	if err := json.Unmarshal(j, &g); err != nil {
 		t.Fatalf("%s: %v", jsPath, err)
 	}
-	f, err := os.Open(imgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", imgPath, err)
-	}
-	img, err = io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("%s: %v", imgPath, err)
-	}
-	return img, g
+	return testtool.ReadGzip(t, imgPath), g
 }
 
 // writeGoldenImage writes the golden image of name into dir and returns

@@ -6,13 +6,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 
 	"golang.org/x/sys/unix"
 

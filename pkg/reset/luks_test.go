@@ -2,12 +2,12 @@ package reset
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 	"github.com/lifeboat-update/lifeboat/pkg/dmcrypt"
@@ -69,18 +69,5 @@ func TestCryptoEraseLUKS2(t *testing.T) {
 // dmcrypt's golden images; "second passphrase" opens it.
 func goldenLUKS(t *testing.T) []byte {
 	t.Helper()
-	f, err := os.Open("../dmcrypt/testdata/pbkdf2-xts256-512.img.gz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return testtool.ReadGzip(t, "../dmcrypt/testdata/pbkdf2-xts256-512.img.gz")
 }

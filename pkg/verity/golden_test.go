@@ -2,7 +2,6 @@ package verity
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -10,7 +9,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"io"
 	"os"
 	"os/exec"
@@ -18,6 +16,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/ with the real veritysetup")
@@ -170,19 +170,11 @@ func goldenPaths(name string) (hashPath, jsonPath string) {
 func writeGolden(t *testing.T, tc goldenCase, area []byte, g golden) {
 	t.Helper()
 	hashPath, jsonPath := goldenPaths(tc.name)
-	var z bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
-	zw.Write(area)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
 	j, err := json.MarshalIndent(g, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(hashPath, z.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testtool.WriteGzip(t, hashPath, area)
 	if err := os.WriteFile(jsonPath, append(j, '\n'), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -198,19 +190,7 @@ func readGolden(t testing.TB, name string) (area []byte, g golden) {
 	if err := json.Unmarshal(j, &g); err != nil {
 		t.Fatalf("%s: %v", jsonPath, err)
 	}
-	f, err := os.Open(hashPath)
-	if err != nil {
-		t.Fatalf("%v (regenerate with go test -update)", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", hashPath, err)
-	}
-	if area, err = io.ReadAll(zr); err != nil {
-		t.Fatalf("%s: %v", hashPath, err)
-	}
-	return area, g
+	return testtool.ReadGzip(t, hashPath), g
 }
 
 // ourArea builds tc's tree with Build, into the data file itself when

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
+
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 )
 
@@ -61,7 +63,7 @@ func TestFAT(t *testing.T) {
 			sh(t, "mcopy", "-i", img, small, "::PAD.BIN")
 			sh(t, "mdel", "-i", img, "::SMALL.BIN")
 			env := filepath.Join(dir, "BGENV.DAT")
-			b := readGz(t, filepath.Join("testdata", "slot-b-installed-uservars.dat.gz"))
+			b := testtool.ReadGzip(t, filepath.Join("testdata", "slot-b-installed-uservars.dat.gz"))
 			os.WriteFile(env, b, 0o644)
 			sh(t, "mcopy", "-i", img, env, "::BGENV.DAT")
 			sh(t, "mcopy", "-i", img, env, "::vmlinuz")

@@ -6,6 +6,8 @@ import (
 	"hash/crc32"
 	"path/filepath"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 )
 
 // FuzzParseEnv feeds ParseEnv and the user variable decoder arbitrary
@@ -18,7 +20,7 @@ func FuzzParseEnv(f *testing.F) {
 		f.Fatal("no seeds in testdata/*.dat.gz")
 	}
 	for _, p := range seeds {
-		b := readGz(f, p)
+		b := testtool.ReadGzip(f, p)
 		head := bytes.TrimRight(b[:offCRC], "\x00")
 		f.Add(head, true)
 		f.Add(head, false)

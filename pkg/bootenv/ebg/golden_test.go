@@ -2,13 +2,13 @@ package ebg
 
 import (
 	"bytes"
-	"compress/gzip"
 	"flag"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -80,35 +80,6 @@ var goldenCases = []struct {
 	},
 }
 
-func readGz(t testing.TB, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	b, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return b
-}
-
-func writeGz(t *testing.T, path string, b []byte) {
-	t.Helper()
-	var buf bytes.Buffer
-	z, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	z.Write(b)
-	z.Close()
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestGoldenSetenv reads files bg_setenv wrote, and checks that our
 // encoding of the same config is byte for byte what bg_setenv wrote.
 func TestGoldenSetenv(t *testing.T) {
@@ -122,9 +93,9 @@ func TestGoldenSetenv(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				writeGz(t, golden, b)
+				testtool.WriteGzip(t, golden, b)
 			}
-			b := readGz(t, golden)
+			b := testtool.ReadGzip(t, golden)
 			got, err := ParseEnv(bytes.NewReader(b))
 			if err != nil {
 				t.Fatalf("ParseEnv(%s) = %v", golden, err)

@@ -2,15 +2,14 @@ package uboot
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -21,19 +20,7 @@ import (
 func FuzzParseEnv(f *testing.F) {
 	paths, _ := filepath.Glob(filepath.Join("testdata", "*.img.gz"))
 	for _, p := range paths {
-		fh, err := os.Open(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		zr, err := gzip.NewReader(fh)
-		if err != nil {
-			f.Fatal(err)
-		}
-		b, err := io.ReadAll(zr)
-		fh.Close()
-		if err != nil {
-			f.Fatal(err)
-		}
+		b := testtool.ReadGzip(f, p)
 		redundant := strings.Contains(p, "-r") || strings.Contains(p, "redundant")
 		f.Add(b[:goldenSize], redundant)
 	}

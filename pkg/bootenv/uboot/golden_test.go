@@ -2,13 +2,11 @@ package uboot
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -263,19 +261,13 @@ func TestToolImagesReadByUs(t *testing.T) {
 				}
 				out := run(t, dir, "fw_printenv", "-c", "fw_env.config")
 				if *update {
-					var z bytes.Buffer
-					zw, _ := gzip.NewWriterLevel(&z, gzip.BestCompression)
-					zw.Write(img)
-					zw.Close()
-					if err := os.WriteFile(imgGolden, z.Bytes(), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				} else if !bytes.Equal(img, readGz(t, imgGolden)) {
+					testtool.WriteGzip(t, imgGolden, img)
+				} else if !bytes.Equal(img, testtool.ReadGzip(t, imgGolden)) {
 					t.Errorf("%s made now differs from %s", ti.name, imgGolden)
 				}
 				compareGolden(t, txtGolden, out)
 			}
-			img := readGz(t, imgGolden)
+			img := testtool.ReadGzip(t, imgGolden)
 			txt, err := os.ReadFile(txtGolden)
 			if err != nil {
 				t.Fatalf("%v (regenerate with go test -update)", err)
@@ -298,24 +290,6 @@ func TestToolImagesReadByUs(t *testing.T) {
 			}
 		})
 	}
-}
-
-func readGz(t *testing.T, path string) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("%v (regenerate with go test -update)", err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // selectCases are pairs of copies, each a flags byte or bad CRC.
