@@ -138,15 +138,9 @@ func (f *Fake) Seal(ctx context.Context, secret []byte, p Policy) ([]byte, error
 
 // Unseal implements Sealer.
 func (f *Fake) Unseal(ctx context.Context, blob, pin []byte) ([]byte, error) {
-	s, err := ParseSealed(blob)
+	s, err := openBlob(blob, pin, parentFake, "Fake")
 	if err != nil {
-		return nil, fmt.Errorf("unseal: %w", err)
-	}
-	if s.parent != parentFake {
-		return nil, fmt.Errorf("unseal: %w: blob is not from a Fake (parent %d)", ErrMalformed, s.parent)
-	}
-	if err := checkPIN(s, pin); err != nil {
-		return nil, fmt.Errorf("unseal: %w", err)
+		return nil, err
 	}
 	ns := f.aead.NonceSize()
 	if len(s.Private) < ns {

@@ -199,15 +199,9 @@ func (t *TPM) Seal(ctx context.Context, secret []byte, p Policy) ([]byte, error)
 
 // Unseal implements Sealer.
 func (t *TPM) Unseal(ctx context.Context, blob, pin []byte) ([]byte, error) {
-	s, err := ParseSealed(blob)
+	s, err := openBlob(blob, pin, parentECCSRK, "TPM")
 	if err != nil {
-		return nil, fmt.Errorf("unseal: %w", err)
-	}
-	if s.parent != parentECCSRK {
-		return nil, fmt.Errorf("unseal: %w: blob is not from a TPM (parent %d)", ErrMalformed, s.parent)
-	}
-	if err := checkPIN(s, pin); err != nil {
-		return nil, fmt.Errorf("unseal: %w", err)
+		return nil, err
 	}
 
 	t.mu.Lock()
@@ -266,6 +260,23 @@ func (t *TPM) Unseal(ctx context.Context, blob, pin []byte) ([]byte, error) {
 }
 
 // checkPIN refuses a missing PIN, or one given for a PIN-less blob.
+// openBlob parses a sealed blob for unsealing: it must come from the parent
+// the unsealer can load (what names it in errors), and the PIN given must
+// fit how it was sealed.
+func openBlob(blob, pin []byte, parent uint8, what string) (*Sealed, error) {
+	s, err := ParseSealed(blob)
+	if err != nil {
+		return nil, fmt.Errorf("unseal: %w", err)
+	}
+	if s.parent != parent {
+		return nil, fmt.Errorf("unseal: %w: blob is not from a %s (parent %d)", ErrMalformed, what, s.parent)
+	}
+	if err := checkPIN(s, pin); err != nil {
+		return nil, fmt.Errorf("unseal: %w", err)
+	}
+	return s, nil
+}
+
 func checkPIN(s *Sealed, pin []byte) error {
 	switch {
 	case s.PIN && len(pin) == 0:
