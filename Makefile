@@ -36,7 +36,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	@for t in FuzzReadIndex FuzzDecode; do $(GO) test ./pkg/chunk -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
 	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzReadSuperblock$$' -fuzztime $${FUZZTIME:-30s}
-	@for t in FuzzParseDep FuzzReadModinfo; do $(GO) test ./qemu/kmod -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
+	@for t in FuzzParseDep FuzzReadModinfo; do $(GO) test ./pkg/kmod -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	$(GO) test ./qemu/vminit -run XXX -fuzz '^FuzzParseMarker$$' -fuzztime $${FUZZTIME:-30s}
 	@for t in FuzzDecodeList FuzzDecodeStatus; do $(GO) test ./pkg/dm -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
 	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzParseTable$$' -fuzztime $${FUZZTIME:-30s}

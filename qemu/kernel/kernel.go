@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lifeboat-update/lifeboat/qemu/kmod"
+	"github.com/lifeboat-update/lifeboat/pkg/kmod"
 )
 
 // Meta is the Debian metapackage that depends on the current cloud kernel.

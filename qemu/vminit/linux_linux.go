@@ -1,13 +1,12 @@
 package vminit
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/lifeboat-update/lifeboat/qemu/kmod"
+	"github.com/lifeboat-update/lifeboat/pkg/kmod"
 )
 
 // Mount implements System.
@@ -21,24 +20,8 @@ func (Linux) Mount(m Mount) error {
 	return nil
 }
 
-// LoadModule implements System with finit_module(2); compressed modules are
-// handed to the kernel to decompress (MODULE_INIT_COMPRESSED_FILE).
-func (Linux) LoadModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	flags := 0
-	if kmod.Compressed(path) {
-		flags = unix.MODULE_INIT_COMPRESSED_FILE
-	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("finit_module %s flags %#x: %w", path, flags, err)
-	}
-	return nil
-}
+// LoadModule implements System with kmod.Load.
+func (Linux) LoadModule(path string) error { return kmod.Load(path) }
 
 // PowerOff syncs the file systems and powers the machine off.
 func PowerOff() error {

@@ -40,7 +40,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/qemu"
 	"github.com/lifeboat-update/lifeboat/qemu/cpio"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
-	"github.com/lifeboat-update/lifeboat/qemu/kmod"
+	"github.com/lifeboat-update/lifeboat/pkg/kmod"
 	"github.com/lifeboat-update/lifeboat/qemu/vminit"
 )
 

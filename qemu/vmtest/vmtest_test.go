@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
-	"github.com/lifeboat-update/lifeboat/qemu/kmod"
+	"github.com/lifeboat-update/lifeboat/pkg/kmod"
 )
 
 func TestDisk(t *testing.T) {
