@@ -1,8 +1,40 @@
-// Command uinit is the recovery ramdisk's flow; see README.md.
+// Command uinit is the recovery ramdisk's flow; see README.md. u-root's
+// init runs it once its own set-up is done.
 package main
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/board"
+)
+
+// etcDir holds the board and the files the initramfs builder put there.
+const etcDir = "/etc/lifeboat"
 
 func main() {
-	fmt.Println("lifeboat uinit: not yet implemented")
+	sys := linux{mountRoot: "/mnt", wait: 15 * time.Second}
+	b, err := board.Load(etcDir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lifeboat: %v\nlifeboat: starting the rescue shell\n", err)
+		sys.Shell()
+		return
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "lifeboat: %v\n", err)
+	}
+	f := &flow{
+		sys:     sys,
+		src:     newSources(b),
+		board:   b,
+		etc:     etcDir,
+		console: os.Stdout,
+		now:     time.Now,
+	}
+	if err := f.run(context.Background(), string(cmdline)); err != nil {
+		fmt.Fprintf(os.Stderr, "lifeboat: %v\n", err)
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/lifeboat-update/lifeboat/internal/cli"
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
-	"github.com/lifeboat-update/lifeboat/pkg/progress"
 )
 
 var extractCommand = cli.Command{
@@ -65,28 +64,5 @@ func runExtract(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 	if err := target.Commit(); err != nil {
 		return err
 	}
-	return out.Result(std.Stdout, stats, func(w io.Writer) { printStats(w, stats) })
-}
-
-func printStats(w io.Writer, s *assemble.Stats) {
-	fmt.Fprintf(w, "image:     %d chunks (%d distinct), %s\n", s.Chunks, s.Unique, progress.Bytes(s.Bytes))
-	line := func(label string, src assemble.Source) {
-		fmt.Fprintf(w, "%-10s %d chunks, %s", label+":", src.Chunks, progress.Bytes(src.Bytes))
-		if src.Wire > 0 {
-			fmt.Fprintf(w, " (%s transferred)", progress.Bytes(src.Wire))
-		}
-		fmt.Fprintln(w)
-	}
-	line("in place", s.InPlace)
-	line("zeros", s.Zero)
-	for _, src := range s.Seeds {
-		line("seed "+src.Name, src)
-	}
-	for _, src := range s.Stores {
-		line("store "+src.Name, src)
-	}
-	if s.SeedMismatches > 0 {
-		fmt.Fprintf(w, "seed chunks that did not match their index: %d\n", s.SeedMismatches)
-	}
-	fmt.Fprintf(w, "fetched:   %s from stores, %d retries, in %s\n", progress.Bytes(s.Fetched()), s.Retries, s.Duration.Round(1e6))
+	return out.Result(std.Stdout, stats, func(w io.Writer) { stats.WriteSummary(w) })
 }

@@ -105,7 +105,7 @@ func runInstall(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string
 		fmt.Fprintf(w, "installed %s %s\n", res.Board, res.Version)
 		for _, im := range res.Images {
 			fmt.Fprintf(w, "\n%s -> %s\n", im.Class, im.Slot)
-			printStats(w, im.Stats)
+			im.Stats.WriteSummary(w)
 		}
 	})
 }

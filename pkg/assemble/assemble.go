@@ -90,6 +90,31 @@ func (s *Stats) Fetched() int64 {
 	return n
 }
 
+// WriteSummary writes s for people: where the image's bytes came from and
+// what crossed the wire.
+func (s *Stats) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "image:     %d chunks (%d distinct), %s\n", s.Chunks, s.Unique, progress.Bytes(s.Bytes))
+	line := func(label string, src Source) {
+		fmt.Fprintf(w, "%-10s %d chunks, %s", label+":", src.Chunks, progress.Bytes(src.Bytes))
+		if src.Wire > 0 {
+			fmt.Fprintf(w, " (%s transferred)", progress.Bytes(src.Wire))
+		}
+		fmt.Fprintln(w)
+	}
+	line("in place", s.InPlace)
+	line("zeros", s.Zero)
+	for _, src := range s.Seeds {
+		line("seed "+src.Name, src)
+	}
+	for _, src := range s.Stores {
+		line("store "+src.Name, src)
+	}
+	if s.SeedMismatches > 0 {
+		fmt.Fprintf(w, "seed chunks that did not match their index: %d\n", s.SeedMismatches)
+	}
+	fmt.Fprintf(w, "fetched:   %s from stores, %d retries, in %s\n", progress.Bytes(s.Fetched()), s.Retries, s.Duration.Round(1e6))
+}
+
 // ChunkError names the chunk of the index that could not be written.
 type ChunkError struct {
 	Index  int

@@ -51,6 +51,9 @@ type ImageResult struct {
 	Class string          `json:"class"`
 	Slot  string          `json:"slot"`
 	Stats *assemble.Stats `json:"stats"`
+	// Verity is the image's signed dm-verity description, if it has one:
+	// what the boot entry needs to open the slot.
+	Verity *release.Verity `json:"verity,omitempty"`
 }
 
 // Result describes a finished install.
@@ -83,7 +86,7 @@ func Install(ctx context.Context, c *release.Client, slots map[string]string, op
 		if err != nil {
 			return res, fmt.Errorf("install %s %s into %s: %w", plan.Version, im.Class, slots[im.Class], err)
 		}
-		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st})
+		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st, Verity: im.Verity})
 	}
 	if err := c.Installed(plan.Version); err != nil {
 		return res, err

@@ -32,7 +32,7 @@ func ParseCmdline(r io.Reader) (Name, error) {
 		return "", fmt.Errorf("kernel command line longer than %d bytes", maxCmdline)
 	}
 	found := map[string]string{}
-	for _, arg := range splitCmdline(string(b)) {
+	for _, arg := range SplitCmdline(string(b)) {
 		k, v, ok := strings.Cut(arg, "=")
 		if ok {
 			found[k] = v
@@ -57,8 +57,10 @@ func BootedFromCmdline(path string) (Name, error) {
 	return ParseCmdline(f)
 }
 
-// splitCmdline splits s into arguments as the kernel's next_arg does.
-func splitCmdline(s string) []string {
+// SplitCmdline splits a kernel command line into arguments as the
+// kernel's next_arg does: on white space outside double quotes, the quotes
+// removed.
+func SplitCmdline(s string) []string {
 	var args []string
 	var cur strings.Builder
 	quoted, in := false, false

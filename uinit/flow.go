@@ -1,0 +1,617 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/assemble"
+	"github.com/lifeboat-update/lifeboat/pkg/board"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/install"
+	"github.com/lifeboat-update/lifeboat/pkg/progress"
+	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/slot"
+	"github.com/lifeboat-update/lifeboat/pkg/store"
+)
+
+// System is what the flow needs from the kernel; linux.go has the real
+// one, the tests a fake.
+type System interface {
+	LoadModule(path string) error
+	// Partition returns the device node of the partition with this
+	// PARTLABEL, waiting for the disk to appear.
+	Partition(ctx context.Context, label string) (string, error)
+	// Mount mounts dev, a file system of type fstype, on a new directory
+	// and returns the directory.
+	Mount(dev, fstype string, readOnly bool) (string, error)
+	Unmount(dir string) error
+	// Kexec loads kernel and initrd with cmdline and jumps into them.
+	Kexec(kernel, initrd, cmdline string) error
+	Reboot() error
+	PowerOff() error
+	// Shell runs the rescue shell on the console until it exits.
+	Shell() error
+}
+
+// Sources are where a release can come from.
+type Sources interface {
+	// Bundle finds removable media holding a bundle and returns the
+	// bundle's directory, and a function that unmounts the media.
+	Bundle(ctx context.Context) (dir string, done func(), err error)
+	// Network brings the network up and returns the repository URL the
+	// DHCP server offered, or "".
+	Network(ctx context.Context) (offered string, err error)
+}
+
+// Result is the machine-readable outcome the flow prints last, as
+// LIFEBOAT-RESULT and its JSON.
+type Result struct {
+	OK      bool   `json:"ok"`
+	Check   string `json:"check,omitempty"` // the check that failed: a release attack class, or the phase
+	Error   string `json:"error,omitempty"`
+	Board   string `json:"board"`
+	Version string `json:"version,omitempty"`
+	// UpToDate says nothing newer was offered: nothing was written.
+	UpToDate bool   `json:"up_to_date,omitempty"`
+	Slot     string `json:"slot,omitempty"` // the slot written
+	Seed     string `json:"seed,omitempty"` // the slot it was seeded from
+	Source   string `json:"source,omitempty"`
+	// FetchedBytes are the chunk bytes read from stores, as stored.
+	FetchedBytes int64 `json:"fetched_bytes"`
+	// ImageBytes are the bytes of the images written.
+	ImageBytes int64 `json:"image_bytes"`
+	// Phases are the seconds each phase took, in order.
+	Phases []Phase `json:"phases"`
+}
+
+// Phase is one step of the flow and how long it took.
+type Phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Marker prefixes are the lines a test or a line station parses.
+const (
+	PhaseMarker  = "LIFEBOAT-PHASE"
+	ResultMarker = "LIFEBOAT-RESULT"
+)
+
+// phaseError names the phase an error happened in, when it is not a
+// release check with its own class.
+type phaseError struct {
+	phase string
+	err   error
+}
+
+func (e *phaseError) Error() string { return e.phase + ": " + e.err.Error() }
+func (e *phaseError) Unwrap() error { return e.err }
+
+// flow is one run of the recovery ramdisk.
+type flow struct {
+	sys     System
+	src     Sources
+	board   *board.Board
+	etc     string // the ramdisk's /etc/lifeboat
+	console io.Writer
+	now     func() time.Time
+
+	p      params
+	layout *board.Layout
+	env    bootenv.Env // the bootloader environment, once open
+	start  time.Time
+	last   time.Time
+	res    Result
+	// mounted are unmounted, last first, before the flow leaves Linux.
+	mounted []string
+}
+
+func (f *flow) say(format string, args ...any) {
+	fmt.Fprintf(f.console, "lifeboat: "+format+"\n", args...)
+}
+
+// phase ends the current phase: it records and prints its duration.
+func (f *flow) phase(name string) {
+	t := f.now()
+	d := t.Sub(f.last)
+	f.last = t
+	f.res.Phases = append(f.res.Phases, Phase{Name: name, Seconds: d.Seconds()})
+	fmt.Fprintf(f.console, "%s name=%s seconds=%.2f since_start=%.2f\n", PhaseMarker, name, d.Seconds(), t.Sub(f.start).Seconds())
+}
+
+func (f *flow) mount(dev, fstype string, ro bool) (string, error) {
+	dir, err := f.sys.Mount(dev, fstype, ro)
+	if err != nil {
+		return "", err
+	}
+	f.mounted = append(f.mounted, dir)
+	return dir, nil
+}
+
+func (f *flow) unmountAll() {
+	for i := len(f.mounted) - 1; i >= 0; i-- {
+		if err := f.sys.Unmount(f.mounted[i]); err != nil {
+			f.say("unmount %s: %v", f.mounted[i], err)
+		}
+	}
+	f.mounted = nil
+}
+
+// run is the whole flow for a command line. It returns only when the
+// machine was not handed to another kernel: after the shell, or when
+// rebooting or powering off failed.
+func (f *flow) run(ctx context.Context, cmdline string) error {
+	f.start = f.now()
+	f.last = f.start
+	f.res.Board = f.board.Name
+	f.say("recovery ramdisk for board %s", f.board.Name)
+	p, err := parseParams(cmdline)
+	f.p = p
+	if err == nil {
+		err = f.loadModules()
+	}
+	if err == nil && p.mode == "shell" {
+		f.say("mode shell: starting the rescue shell")
+		return f.sys.Shell()
+	}
+	var slotName string
+	var verity string
+	if err == nil {
+		slotName, verity, err = f.update(ctx)
+	}
+	if err != nil {
+		f.fail(err)
+		f.unmountAll()
+		return f.afterFailure()
+	}
+	f.res.OK = true
+	f.report()
+	return f.after(slotName, verity)
+}
+
+func (f *flow) loadModules() error {
+	b, err := os.ReadFile(filepath.Join(f.etc, "modules.order"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // a kernel with everything built in
+	}
+	if err != nil {
+		return &phaseError{"modules", err}
+	}
+	n := 0
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		if path := strings.TrimSpace(sc.Text()); path != "" {
+			if err := f.sys.LoadModule(path); err != nil {
+				return &phaseError{"modules", err}
+			}
+			n++
+		}
+	}
+	f.say("loaded %d kernel modules", n)
+	f.phase("modules")
+	return nil
+}
+
+// update installs the newest release into the inactive slots and
+// switches the bootloader to try them. It returns the slot to start and
+// its dm-verity argument.
+func (f *flow) update(ctx context.Context) (string, string, error) {
+	l, err := f.board.Layout(f.p.layout)
+	if err != nil {
+		return "", "", &phaseError{"layout", err}
+	}
+	f.layout = l
+	names := l.SlotNames()
+	if len(names) < 2 {
+		return "", "", &phaseError{"layout", fmt.Errorf("layout %s has one slot: updating it in place is not supported yet; use an A/B layout", f.p.layout)}
+	}
+
+	// The trusted state and the bootloader environment.
+	stateDir, err := f.openState(ctx)
+	if err != nil {
+		return "", "", &phaseError{"state", err}
+	}
+	env, err := f.openEnv(ctx)
+	if err != nil {
+		return "", "", &phaseError{"bootloader", err}
+	}
+	f.env = env
+	// The bootloader's entries: the layout's slots and this ramdisk.
+	entries := append(slotNames(l), slot.Recovery)
+	vars, err := slot.NewVars(env, slot.WithSlots(entries...), slot.WithCmdline(os.DevNull))
+	if err != nil {
+		return "", "", &phaseError{"bootloader", err}
+	}
+	st, err := vars.Status(ctx)
+	if err != nil {
+		return "", "", &phaseError{"bootloader", err}
+	}
+	active, target := pickSlots(st, slotNames(l))
+	f.say("slots: %s; seeding from %s, writing %s", describe(st), active, target)
+	f.res.Slot, f.res.Seed = string(target), string(active)
+	f.phase("mount")
+
+	// The source.
+	fetch, stores, done, err := f.openSource(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	defer done()
+
+	// The install.
+	slots := map[string]string{}
+	var seeds []*assemble.Seed
+	for _, class := range l.Classes() {
+		tp, ap := partitionOf(l, class, target), partitionOf(l, class, active)
+		if tp == "" {
+			return "", "", &phaseError{"layout", fmt.Errorf("class %s has no slot %s", class, target)}
+		}
+		dev, err := f.sys.Partition(ctx, tp)
+		if err != nil {
+			return "", "", &phaseError{"disk", err}
+		}
+		slots[class] = dev
+		if ap == "" {
+			continue
+		}
+		seedDev, err := f.sys.Partition(ctx, ap)
+		if err != nil {
+			return "", "", &phaseError{"disk", err}
+		}
+		seed, c, err := assemble.OpenSeed(seedDev, "")
+		if err != nil {
+			return "", "", &phaseError{"disk", err}
+		}
+		defer c.Close()
+		seeds = append(seeds, seed)
+	}
+	client := &release.Client{State: durable.OS(stateDir), Fetch: fetch, Board: f.board.Name}
+	res, err := install.Install(ctx, client, slots, install.Options{
+		Stores:   stores,
+		Seeds:    seeds,
+		Progress: &progress.Lines{W: f.console, Step: 25},
+	})
+	if errors.Is(err, release.ErrUpToDate) {
+		f.res.UpToDate = true
+		f.res.Slot = string(active)
+		f.say("%v: nothing to write; starting %s", err, active)
+		f.phase("install")
+		return string(active), verityVar(ctx, env, active), nil
+	}
+	if err != nil {
+		return "", "", err
+	}
+	f.res.Version = res.Version
+	verity := ""
+	for _, im := range res.Images {
+		f.say("wrote %s %s into %s (%s):", res.Version, im.Class, target, im.Slot)
+		im.Stats.WriteSummary(f.console)
+		f.res.FetchedBytes += im.Stats.Fetched()
+		f.res.ImageBytes += im.Stats.Bytes
+		if im.Verity != nil && im.Class == rootClass(l) {
+			verity = fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+		}
+	}
+	f.phase("install")
+
+	// The switch: the slot's verity argument first (the slot is not in
+	// BOOT_ORDER with tries yet, so a cut here boots the old system),
+	// then one save that makes it the slot to try.
+	if err := setVar(ctx, env, verityName(target), verity); err != nil {
+		return "", "", &phaseError{"switch", err}
+	}
+	if err := vars.Try(ctx, target, slot.DefaultTries); err != nil {
+		return "", "", &phaseError{"switch", err}
+	}
+	f.say("bootloader: %s is next, with %d tries", target, slot.DefaultTries)
+	f.phase("switch")
+	return string(target), verity, nil
+}
+
+// rootClass is the class whose slot holds the kernel to start: rootfs
+// when the layout has one, else the first.
+func rootClass(l *board.Layout) string {
+	classes := l.Classes()
+	for _, c := range classes {
+		if c == "rootfs" {
+			return c
+		}
+	}
+	return classes[0]
+}
+
+func partitionOf(l *board.Layout, class string, s slot.Name) string {
+	for _, p := range l.Slots(class) {
+		if p.Slot == string(s) {
+			return p.Label
+		}
+	}
+	return ""
+}
+
+// verityName is the bootloader variable holding slot s's dm-verity
+// argument, DATASIZE:ROOTHASH, for the boot entry's command line.
+func verityName(s slot.Name) string { return "LIFEBOAT_" + string(s) + "_VERITY" }
+
+func verityVar(ctx context.Context, env bootenv.Env, s slot.Name) string {
+	v, err := env.Load(ctx)
+	if err != nil {
+		return ""
+	}
+	return v[verityName(s)]
+}
+
+func setVar(ctx context.Context, env bootenv.Env, name, value string) error {
+	v, err := env.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if value == "" {
+		if _, ok := v[name]; !ok {
+			return nil
+		}
+		delete(v, name)
+	} else {
+		if v[name] == value {
+			return nil
+		}
+		v[name] = value
+	}
+	return env.Save(ctx, v)
+}
+
+// pickSlots chooses the slot to seed from, the one the bootloader would
+// boot (the first in its order that is good or on trial), and the slot to
+// write, another one: a failed or inactive one first.
+func pickSlots(st slot.Status, names []slot.Name) (active, target slot.Name) {
+	state := map[slot.Name]slot.State{}
+	for _, s := range st.Slots {
+		state[s.Name] = s.State
+	}
+	if state[st.Next] == slot.Good || state[st.Next] == slot.Trying {
+		active = st.Next
+	}
+	if active == "" {
+		for _, s := range st.Slots {
+			if s.State == slot.Good {
+				active = s.Name
+				break
+			}
+		}
+	}
+	if active == "" {
+		active = names[0]
+	}
+	for _, n := range names {
+		if n != active {
+			return active, n
+		}
+	}
+	return active, active
+}
+
+func describe(st slot.Status) string {
+	var parts []string
+	for _, s := range st.Slots {
+		parts = append(parts, fmt.Sprintf("%s %s (%d left)", s.Name, s.State, s.TriesLeft))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// openState mounts the data partition and returns the trusted state
+// directory, provisioned from the ramdisk's root.json the first time.
+func (f *flow) openState(ctx context.Context) (string, error) {
+	data, ok := f.layout.Role(board.RoleData)
+	if !ok {
+		return "", fmt.Errorf("layout %s has no data partition for the trusted state", f.p.layout)
+	}
+	if data.Encrypted {
+		return "", fmt.Errorf("data partition %s is encrypted: unlocking it is not supported yet", data.Label)
+	}
+	dev, err := f.sys.Partition(ctx, data.Label)
+	if err != nil {
+		return "", err
+	}
+	dir, err := f.mount(dev, "ext4", false)
+	if err != nil {
+		return "", err
+	}
+	state := filepath.Join(dir, "lifeboat", "state")
+	if _, err := os.Stat(filepath.Join(state, "root.json")); err == nil {
+		return state, nil
+	}
+	root, err := os.ReadFile(filepath.Join(f.etc, "root.json"))
+	if err != nil {
+		return "", fmt.Errorf("no trusted state in %s, and the ramdisk carries no root.json to provision it: %w", data.Label, err)
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return "", err
+	}
+	if err := release.Provision(durable.OS(state), root); err != nil {
+		return "", err
+	}
+	f.say("provisioned the trusted state from the ramdisk's root.json")
+	return state, nil
+}
+
+// openEnv mounts the partition holding the bootloader environment, if it
+// has one, and opens the environment. It stays open until the machine
+// leaves Linux.
+func (f *flow) openEnv(ctx context.Context) (bootenv.Env, error) {
+	root := ""
+	if label := f.board.Bootloader.EnvPartition; label != "" {
+		p, _ := f.layout.Partition(label)
+		dev, err := f.sys.Partition(ctx, label)
+		if err != nil {
+			return nil, err
+		}
+		fstype := p.FS
+		if fstype == "" {
+			fstype = "vfat"
+		}
+		if root, err = f.mount(dev, fstype, false); err != nil {
+			return nil, err
+		}
+	}
+	env, _, err := f.board.OpenEnv(root)
+	return env, err
+}
+
+// openSource finds the release: a bundle on removable media, or the
+// repository on the network.
+func (f *flow) openSource(ctx context.Context) (release.Fetcher, []store.Store, func(), error) {
+	if f.p.source == "usb" || f.p.source == "auto" {
+		dir, done, err := f.src.Bundle(ctx)
+		if err == nil {
+			f.say("bundle found in %s", dir)
+			f.res.Source = "usb"
+			st, err := store.NewLocal(filepath.Join(dir, release.StoreDir))
+			if err != nil {
+				done()
+				return nil, nil, nil, &phaseError{"usb", err}
+			}
+			f.phase("source")
+			return release.DirFetcher{Dir: dir}, []store.Store{st}, done, nil
+		}
+		if f.p.source == "usb" {
+			return nil, nil, nil, &phaseError{"usb", err}
+		}
+		f.say("no bundle on removable media (%v); trying the network", err)
+	}
+	offered, err := f.src.Network(ctx)
+	if err != nil {
+		return nil, nil, nil, &phaseError{"network", err}
+	}
+	f.phase("network")
+	repo := f.p.repo
+	switch {
+	case repo != "":
+	case offered != "":
+		repo = offered
+	default:
+		repo = f.board.Repo
+	}
+	if repo == "" {
+		return nil, nil, nil, &phaseError{"network", errors.New("no repository: give lifeboat.repo= on the kernel command line, offer one by DHCP, or set the board's repo")}
+	}
+	f.say("repository %s", repo)
+	f.res.Source = repo
+	fetch, err := release.NewHTTPFetcher(repo, nil)
+	if err != nil {
+		return nil, nil, nil, &phaseError{"network", err}
+	}
+	st, err := store.Open(strings.TrimSuffix(repo, "/") + "/" + release.StoreDir)
+	if err != nil {
+		return nil, nil, nil, &phaseError{"network", err}
+	}
+	return fetch, []store.Store{st}, func() {}, nil
+}
+
+// check names the check an error failed: the release attack class, or
+// the phase.
+func check(err error) string {
+	var ae *release.AttackError
+	if errors.As(err, &ae) {
+		return ae.Class.Error()
+	}
+	var pe *phaseError
+	if errors.As(err, &pe) {
+		return pe.phase
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return "timeout"
+	}
+	return "install"
+}
+
+func (f *flow) fail(err error) {
+	f.res.OK = false
+	f.res.Check = check(err)
+	f.res.Error = err.Error()
+	f.say("FAILED (%s): %v", f.res.Check, err)
+	f.say("nothing was switched: the bootloader boots what it booted before")
+	f.report()
+}
+
+func (f *flow) report() {
+	b, _ := json.Marshal(f.res)
+	fmt.Fprintf(f.console, "%s %s\n", ResultMarker, b)
+}
+
+func (f *flow) afterFailure() error {
+	switch f.p.onfail {
+	case "poweroff":
+		return f.sys.PowerOff()
+	case "reboot":
+		return f.sys.Reboot()
+	default:
+		f.say("starting the rescue shell")
+		return f.sys.Shell()
+	}
+}
+
+// after starts the slot written, as lifeboat.after= says.
+func (f *flow) after(s, verity string) error {
+	switch f.p.after {
+	case "poweroff":
+		f.unmountAll()
+		return f.sys.PowerOff()
+	case "reboot":
+		f.unmountAll()
+		f.say("rebooting through the bootloader")
+		return f.sys.Reboot()
+	}
+	err := f.kexec(s, verity)
+	f.unmountAll()
+	if err != nil {
+		f.say("kexec %s: %v; rebooting through the bootloader instead", s, err)
+		return f.sys.Reboot()
+	}
+	return nil
+}
+
+// kexec starts slot s's kernel as the bootloader would: it takes one try
+// off the slot's counter first, so that a system that hangs after kexec
+// still runs out of tries.
+func (f *flow) kexec(s, verity string) error {
+	label := partitionOf(f.layout, rootClass(f.layout), slot.Name(s))
+	dev, err := f.sys.Partition(context.Background(), label)
+	if err != nil {
+		return err
+	}
+	root, err := f.mount(dev, "ext4", true)
+	if err != nil {
+		return err
+	}
+	booted, err := slot.SimulateBoot(context.Background(), f.env, append(slotNames(f.layout), slot.Recovery), slot.DefaultTries)
+	if err != nil {
+		return err
+	}
+	if string(booted) != s {
+		return fmt.Errorf("the bootloader would boot %q, not %s", booted, s)
+	}
+	cmdline := strings.Join([]string{
+		"console=" + f.board.Console, "panic=-1",
+		"lifeboat.slot=" + s, "lifeboat.layout=" + f.p.layout, "lifeboat.verity=" + verity,
+	}, " ")
+	f.say("kexec into %s: %s", s, cmdline)
+	f.phase("kexec-load")
+	return f.sys.Kexec(filepath.Join(root, "boot", "vmlinuz"), filepath.Join(root, "boot", "initrd.img"), cmdline)
+}
+
+// slotNames are the layout's slots, as pkg/slot names them.
+func slotNames(l *board.Layout) []slot.Name {
+	var out []slot.Name
+	for _, n := range l.SlotNames() {
+		out = append(out, slot.Name(n))
+	}
+	return out
+}

@@ -1,0 +1,532 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/board"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
+	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/publish"
+	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/slot"
+	"github.com/lifeboat-update/lifeboat/pkg/verity"
+)
+
+const (
+	slotSize  = 6 << 20
+	imageSize = 3<<20 + 12345
+)
+
+// fakeSys is a System over files: partitions are files, mounts are
+// directories made beforehand, and the calls that leave Linux are
+// recorded.
+type fakeSys struct {
+	parts  map[string]string // PARTLABEL -> file
+	mounts map[string]string // device -> directory
+	calls  []string
+	kexec  []string // kernel, initrd, cmdline
+}
+
+func (s *fakeSys) LoadModule(path string) error {
+	s.calls = append(s.calls, "load "+path)
+	return nil
+}
+
+func (s *fakeSys) Partition(ctx context.Context, label string) (string, error) {
+	if p, ok := s.parts[label]; ok {
+		return p, nil
+	}
+	return "", fmt.Errorf("partition %q not found", label)
+}
+
+func (s *fakeSys) Mount(dev, fstype string, ro bool) (string, error) {
+	if d, ok := s.mounts[dev]; ok {
+		s.calls = append(s.calls, "mount "+filepath.Base(dev))
+		return d, nil
+	}
+	return "", fmt.Errorf("mount %s: no file system", dev)
+}
+
+func (s *fakeSys) Unmount(dir string) error { return nil }
+
+func (s *fakeSys) Kexec(kernel, initrd, cmdline string) error {
+	s.calls = append(s.calls, "kexec")
+	s.kexec = []string{kernel, initrd, cmdline}
+	return nil
+}
+
+func (s *fakeSys) Reboot() error   { s.calls = append(s.calls, "reboot"); return nil }
+func (s *fakeSys) PowerOff() error { s.calls = append(s.calls, "poweroff"); return nil }
+func (s *fakeSys) Shell() error    { s.calls = append(s.calls, "shell"); return nil }
+
+// fakeSources offer a bundle directory, or a network with a repository.
+type fakeSources struct {
+	bundle  string // "" for no removable media
+	offered string
+	netErr  error
+}
+
+func (s *fakeSources) Bundle(ctx context.Context) (string, func(), error) {
+	if s.bundle == "" {
+		return "", nil, errors.New("no removable media found")
+	}
+	return s.bundle, func() {}, nil
+}
+
+func (s *fakeSources) Network(ctx context.Context) (string, error) { return s.offered, s.netErr }
+
+// device is a qemu-x86_64 board in files: slot files, a data directory,
+// an ESP directory with grubenv, and the ramdisk's /etc/lifeboat.
+type device struct {
+	t     *testing.T
+	board *board.Board
+	sys   *fakeSys
+	esp   string
+	etc   string
+}
+
+func newDevice(t *testing.T, rootJSON []byte, env bootenv.Vars) *device {
+	t.Helper()
+	b, err := board.Load(filepath.Join("..", "boards", "qemu-x86_64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	d := &device{t: t, board: b, sys: &fakeSys{parts: map[string]string{}, mounts: map[string]string{}},
+		esp: filepath.Join(dir, "esp"), etc: filepath.Join(dir, "etc")}
+	for _, label := range []string{"rootfs-a", "rootfs-b", "esp", "data"} {
+		file := filepath.Join(dir, label+".part")
+		junk := make([]byte, slotSize)
+		rand.NewChaCha8([32]byte{byte(len(label))}).Read(junk)
+		if err := os.WriteFile(file, junk, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d.sys.parts[label] = file
+		mnt := filepath.Join(dir, label+".mnt")
+		if err := os.MkdirAll(filepath.Join(mnt, "boot"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d.sys.mounts[file] = mnt
+	}
+	d.esp = d.sys.mounts[d.sys.parts["esp"]]
+	if err := os.MkdirAll(filepath.Join(d.esp, "EFI", "BOOT"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(d.etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.etc, "root.json"), rootJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.etc, "modules.order"), []byte("/lib/modules/x/virtio_blk.ko\n\n/lib/modules/x/ext4.ko\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.envFile().Save(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (d *device) envFile() *grub.File {
+	return grub.Open(filepath.Join(d.esp, "EFI", "BOOT", "grubenv"), grub.GRUBWrites())
+}
+
+func (d *device) env() bootenv.Vars {
+	d.t.Helper()
+	v, err := d.envFile().Load(context.Background())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return v
+}
+
+// run runs the flow and returns its console and result.
+func (d *device) run(src Sources, cmdline string) (string, Result) {
+	d.t.Helper()
+	var console bytes.Buffer
+	d.sys.calls = nil
+	f := &flow{sys: d.sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now}
+	if err := f.run(context.Background(), cmdline); err != nil {
+		d.t.Fatalf("run: %v\n%s", err, console.String())
+	}
+	out := console.String()
+	i := strings.LastIndex(out, ResultMarker+" ")
+	if i < 0 {
+		d.t.Fatalf("no %s line:\n%s", ResultMarker, out)
+	}
+	line, _, _ := strings.Cut(out[i+len(ResultMarker)+1:], "\n")
+	var res Result
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		d.t.Fatalf("%s: %v", line, err)
+	}
+	return out, res
+}
+
+func (d *device) slotBytes(label string, n int64) []byte {
+	d.t.Helper()
+	b, err := os.ReadFile(d.sys.parts[label])
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return b[:n]
+}
+
+// repo is a signed repository for the board.
+type repo struct {
+	t    *testing.T
+	dir  string
+	keys publish.KeySet
+	r    *publish.Repo
+	imgs map[string][]byte
+	rels map[string]release.Release
+}
+
+func newRepo(t *testing.T) *repo {
+	t.Helper()
+	keyDir := t.TempDir()
+	ks := publish.KeySet{}
+	for _, role := range release.Roles {
+		s, err := release.GenerateKey(filepath.Join(keyDir, role+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks[role] = []release.Signer{s}
+	}
+	dir := t.TempDir()
+	r, err := publish.Init(dir, ks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &repo{t: t, dir: dir, keys: ks, r: r, imgs: map[string][]byte{}, rels: map[string]release.Release{}}
+}
+
+func (r *repo) root() []byte {
+	r.t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.dir, release.MetadataDir, "1.root.json"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return b
+}
+
+// publish adds version: v1's bytes, or v1's with one region changed.
+func (r *repo) publish(version string) {
+	r.t.Helper()
+	img := make([]byte, imageSize)
+	rand.NewChaCha8([32]byte{1}).Read(img)
+	if version != "1" {
+		rand.NewChaCha8([32]byte{byte(len(r.imgs) + 2)}).Read(img[1<<20 : 1<<20+300<<10])
+	}
+	path := filepath.Join(r.t.TempDir(), "rootfs.img")
+	if err := os.WriteFile(path, img, 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	p := verity.DefaultParams()
+	im, err := r.r.AddImage(context.Background(), "rootfs", path, publish.ImageOptions{
+		Params: chunk.Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}, Digest: chunk.SHA512256, Verity: &p,
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	rel := release.Release{Board: "qemu-x86_64", Version: version, Created: time.Now().UTC(), Images: []release.Image{im}}
+	if err := r.r.AddRelease(rel, r.keys); err != nil {
+		r.t.Fatal(err)
+	}
+	r.imgs[version] = img
+	r.rels[version] = rel
+}
+
+// slotContent is what a slot holding version must start with: the image,
+// its padding and its verity tree, as signed.
+func (r *repo) slotContent(version string) (release.Image, []byte) {
+	r.t.Helper()
+	im := r.rels[version].Images[0]
+	idx, err := chunk.ReadIndexFile(filepath.Join(r.dir, filepath.FromSlash(im.Index.Path)))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var out []byte
+	for _, c := range idx.Chunks {
+		b, err := os.ReadFile(filepath.Join(r.dir, release.StoreDir, c.ID.String()[:4], c.ID.String()+".cacnk"))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		raw, err := chunk.Decode(nil, idx.Digest, c.ID, b, 1<<20)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		out = append(out, raw...)
+	}
+	return im, out
+}
+
+// needBytes is what fetching version costs when the seed holds seedVersion:
+// the stored size of each distinct chunk the seed lacks.
+func (r *repo) needBytes(version, seedVersion string) int64 {
+	r.t.Helper()
+	read := func(v string) *chunk.Index {
+		idx, err := chunk.ReadIndexFile(filepath.Join(r.dir, filepath.FromSlash(r.rels[v].Images[0].Index.Path)))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		return idx
+	}
+	have := map[chunk.ID]bool{}
+	for _, c := range read(seedVersion).Chunks {
+		have[c.ID] = true
+	}
+	var n int64
+	for _, c := range read(version).Chunks {
+		if have[c.ID] {
+			continue
+		}
+		have[c.ID] = true
+		fi, err := os.Stat(filepath.Join(r.dir, release.StoreDir, c.ID.String()[:4], c.ID.String()+".cacnk"))
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	return n
+}
+
+func TestParseParams(t *testing.T) {
+	p, err := parseParams(`console=ttyS0 lifeboat.mode=update lifeboat.repo=http://10.0.2.2:8080/r/ lifeboat.after=reboot "lifeboat.layout=ab" quiet`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := params{mode: "update", source: "auto", repo: "http://10.0.2.2:8080/r/", layout: "ab", after: "reboot", onfail: "shell"}
+	if p != want {
+		t.Errorf("parseParams = %+v, want %+v", p, want)
+	}
+	for _, bad := range []string{"lifeboat.mode=upgrade", "lifeboat.after=", "lifeboat.source=tftp", "lifeboat.onfail=ignore"} {
+		if _, err := parseParams(bad); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
+			t.Errorf("parseParams(%q) = %v, want an error naming the parameter", bad, err)
+		}
+	}
+}
+
+// TestUpdateAB installs v1 into B from a bundle, marks it good, then v2
+// into A over the network, seeded by B: what the ramdisk does on an A/B
+// device, checked byte for byte.
+func TestUpdateAB(t *testing.T) {
+	r := newRepo(t)
+	r.publish("1")
+	d := newDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0"})
+
+	// v1 from a bundle (the repository directory has the bundle's shape).
+	out, res := d.run(&fakeSources{bundle: r.dir}, "lifeboat.mode=update")
+	if !res.OK || res.Version != "1" || res.Slot != "B" || res.Seed != "A" || res.Source != "usb" {
+		t.Fatalf("result %+v\n%s", res, out)
+	}
+	im, want := r.slotContent("1")
+	if !bytes.Equal(d.slotBytes("rootfs-b", im.Size), want) {
+		t.Fatal("slot B does not hold v1")
+	}
+	env := d.env()
+	wantVerity := fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+	if env["LIFEBOAT_B_VERITY"] != wantVerity || env[slot.OrderVar] != "B A recovery" || env[slot.LeftVar("B")] != "2" {
+		t.Errorf("grubenv after v1 = %v; want B first with 2 tries left (one taken by kexec) and LIFEBOAT_B_VERITY=%s", env, wantVerity)
+	}
+	if got := strings.Join(d.sys.calls, ","); !strings.HasPrefix(got, "load /lib/modules/x/virtio_blk.ko,load /lib/modules/x/ext4.ko,") || !strings.HasSuffix(got, "kexec") {
+		t.Errorf("calls = %s", got)
+	}
+	if want := filepath.Join(d.sys.mounts[d.sys.parts["rootfs-b"]], "boot", "vmlinuz"); d.sys.kexec[0] != want {
+		t.Errorf("kexec kernel %s, want %s", d.sys.kexec[0], want)
+	}
+	if c := d.sys.kexec[2]; !strings.Contains(c, "lifeboat.slot=B") || !strings.Contains(c, "lifeboat.verity="+wantVerity) || !strings.Contains(c, "console=ttyS0,115200") {
+		t.Errorf("kexec command line %q", c)
+	}
+	for _, ph := range []string{"modules", "mount", "source", "install", "switch", "kexec-load"} {
+		if !strings.Contains(out, PhaseMarker+" name="+ph+" ") {
+			t.Errorf("console lacks phase %s:\n%s", ph, out)
+		}
+	}
+
+	// B boots and marks itself good.
+	vars, err := slot.NewVars(d.envFile(), slot.WithSlots("A", "B"), slot.WithCmdline(os.DevNull))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vars.MarkGood(context.Background(), "B"); err != nil {
+		t.Fatal(err)
+	}
+
+	// v2 over the network, seeded by B: only the chunks v1 lacks cross.
+	r.publish("2")
+	srv := httptest.NewServer(http.FileServer(http.Dir(r.dir)))
+	defer srv.Close()
+	out, res = d.run(&fakeSources{offered: srv.URL + "/"}, "lifeboat.after=reboot")
+	if !res.OK || res.Version != "2" || res.Slot != "A" || res.Seed != "B" || res.Source != srv.URL+"/" {
+		t.Fatalf("result %+v\n%s", res, out)
+	}
+	im, want = r.slotContent("2")
+	if !bytes.Equal(d.slotBytes("rootfs-a", im.Size), want) {
+		t.Fatal("slot A does not hold v2")
+	}
+	if need := r.needBytes("2", "1"); res.FetchedBytes != need {
+		t.Errorf("fetched %d bytes, want %d: the chunks v2 has beyond v1", res.FetchedBytes, need)
+	}
+	if res.FetchedBytes >= im.Size/4 {
+		t.Errorf("fetched %d bytes of a %d-byte image: the seed was not used", res.FetchedBytes, im.Size)
+	}
+	if got := d.sys.calls[len(d.sys.calls)-1]; got != "reboot" {
+		t.Errorf("last call %s, want reboot (lifeboat.after=reboot)", got)
+	}
+	env = d.env()
+	if env[slot.OrderVar] != "A B recovery" || env[slot.LeftVar("A")] != "3" || env["LIFEBOAT_A_VERITY"] != fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash) {
+		t.Errorf("grubenv after v2 = %v", env)
+	}
+
+	// The same release again: nothing written, nothing switched.
+	before := d.env()
+	_, res = d.run(&fakeSources{offered: srv.URL + "/"}, "lifeboat.after=poweroff")
+	if !res.OK || !res.UpToDate || res.FetchedBytes != 0 {
+		t.Errorf("up-to-date result %+v", res)
+	}
+	if got := d.env(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Errorf("grubenv changed on an up-to-date run: %v -> %v", before, got)
+	}
+}
+
+// TestRefused: a tampered chunk, tampered metadata and an older release
+// re-offered are each refused with the check named, nothing written into
+// the target slot, and the bootloader environment left as it was.
+func TestRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, r *repo) string // returns the bundle dir
+		check  string
+		// untouched says the target slot is not written at all: the
+		// metadata is checked before the first write. A bad chunk is
+		// found while streaming, after the verified chunks before it
+		// were written into the inactive slot.
+		untouched bool
+	}{
+		{"chunk", func(t *testing.T, r *repo) string {
+			r.publish("1")
+			im := r.rels["1"].Images[0]
+			idx, err := chunk.ReadIndexFile(filepath.Join(r.dir, filepath.FromSlash(im.Index.Path)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := idx.Chunks[len(idx.Chunks)/2].ID.String()
+			p := filepath.Join(r.dir, release.StoreDir, c[:4], c+".cacnk")
+			b, _ := os.ReadFile(p)
+			b[len(b)/2] ^= 1
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return r.dir
+		}, release.ErrArbitrarySoftware.Error(), false},
+		{"metadata", func(t *testing.T, r *repo) string {
+			r.publish("1")
+			p := filepath.Join(r.dir, release.MetadataDir, "timestamp.json")
+			b, _ := os.ReadFile(p)
+			b = bytes.Replace(b, []byte(`"version":`), []byte(`"version": `), 1)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return r.dir
+		}, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepo(t)
+			dir := tc.tamper(t, r)
+			d := newDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3"})
+			envBefore, _ := os.ReadFile(filepath.Join(d.esp, "EFI", "BOOT", "grubenv"))
+			slotBefore := d.slotBytes("rootfs-b", slotSize)
+			out, res := d.run(&fakeSources{bundle: dir}, "lifeboat.onfail=poweroff")
+			if res.OK || res.Check == "" || (tc.check != "" && res.Check != tc.check) {
+				t.Fatalf("result %+v, want a failure with check %q\n%s", res, tc.check, out)
+			}
+			if !strings.Contains(out, "FAILED ("+res.Check+")") {
+				t.Errorf("console does not name the check:\n%s", out)
+			}
+			if envAfter, _ := os.ReadFile(filepath.Join(d.esp, "EFI", "BOOT", "grubenv")); !bytes.Equal(envBefore, envAfter) {
+				t.Error("grubenv changed")
+			}
+			if tc.untouched && !bytes.Equal(slotBefore, d.slotBytes("rootfs-b", slotSize)) {
+				t.Error("the target slot was written")
+			}
+			if got := d.sys.calls[len(d.sys.calls)-1]; got != "poweroff" {
+				t.Errorf("last call %s, want poweroff (lifeboat.onfail=poweroff)", got)
+			}
+		})
+	}
+
+	// An older release re-offered: a mirror frozen at v1 after v2.
+	r := newRepo(t)
+	r.publish("1")
+	old := t.TempDir()
+	copyDir(t, r.dir, old)
+	r.publish("2")
+	d := newDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3"})
+	if _, res := d.run(&fakeSources{bundle: r.dir}, "lifeboat.after=poweroff"); !res.OK || res.Version != "2" {
+		t.Fatalf("v2: %+v", res)
+	}
+	envBefore := d.env()
+	slotBefore := d.slotBytes("rootfs-a", slotSize)
+	out, res := d.run(&fakeSources{bundle: old}, "lifeboat.onfail=poweroff")
+	if res.OK || res.Check != release.ErrRollback.Error() {
+		t.Fatalf("old mirror: result %+v, want check %q\n%s", res, release.ErrRollback, out)
+	}
+	if got := d.env(); fmt.Sprint(got) != fmt.Sprint(envBefore) {
+		t.Errorf("grubenv changed: %v -> %v", envBefore, got)
+	}
+	if !bytes.Equal(slotBefore, d.slotBytes("rootfs-a", slotSize)) {
+		t.Error("the target slot was written")
+	}
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if e.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNoSource(t *testing.T) {
+	r := newRepo(t)
+	r.publish("1")
+	d := newDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B", slot.LeftVar("A"): "3"})
+	out, res := d.run(&fakeSources{netErr: errors.New("no DHCP offer on eth0 within 10s")}, "")
+	if res.OK || res.Check != "network" || !strings.Contains(res.Error, "no DHCP offer") {
+		t.Errorf("result %+v\n%s", res, out)
+	}
+	if got := d.sys.calls[len(d.sys.calls)-1]; got != "shell" {
+		t.Errorf("last call %s, want the rescue shell", got)
+	}
+	// The network is up but nobody named a repository.
+	_, res = d.run(&fakeSources{}, "lifeboat.onfail=reboot")
+	if res.OK || !strings.Contains(res.Error, "lifeboat.repo=") {
+		t.Errorf("result %+v, want an error saying how to name a repository", res)
+	}
+}

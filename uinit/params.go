@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/lifeboat-update/lifeboat/pkg/slot"
+)
+
+// params are the recovery entry's kernel command line (README.md).
+type params struct {
+	mode   string // update, shell
+	source string // auto, net, usb
+	repo   string // repository URL, or "" for DHCP's offer or the board's
+	layout string
+	after  string // kexec, reboot, poweroff
+	onfail string // shell, poweroff, reboot
+}
+
+var choices = map[string][]string{
+	"mode":   {"update", "shell"},
+	"source": {"auto", "net", "usb"},
+	"after":  {"kexec", "reboot", "poweroff"},
+	"onfail": {"shell", "poweroff", "reboot"},
+}
+
+// parseParams reads the lifeboat.* parameters of a kernel command line.
+// A value that is not one of the choices is an error naming the
+// parameter; the flow then offers the shell rather than guess.
+func parseParams(cmdline string) (params, error) {
+	p := params{mode: "update", source: "auto", layout: "ab", after: "kexec", onfail: "shell"}
+	for _, arg := range slot.SplitCmdline(cmdline) {
+		k, v, _ := strings.Cut(arg, "=")
+		name, ok := strings.CutPrefix(k, "lifeboat.")
+		if !ok {
+			continue
+		}
+		if c, ok := choices[name]; ok && !slices.Contains(c, v) {
+			return p, fmt.Errorf("kernel command line: %s=%q: want one of %s", k, v, strings.Join(c, ", "))
+		}
+		switch name {
+		case "mode":
+			p.mode = v
+		case "source":
+			p.source = v
+		case "repo":
+			p.repo = v
+		case "layout":
+			p.layout = v
+		case "after":
+			p.after = v
+		case "onfail":
+			p.onfail = v
+		}
+	}
+	return p, nil
+}
+
