@@ -56,4 +56,3 @@ func parseParams(cmdline string) (params, error) {
 	}
 	return p, nil
 }
-
