@@ -23,6 +23,7 @@ declare -A need=(
 	[xz]=xz-utils
 	[bg_printenv]=efibootguard
 	[mkenvimage]=u-boot-tools
+	[mkimage]=u-boot-tools
 	[fw_printenv]=libubootenv-tool
 	[grub-editenv]=grub-common
 	[grub-mkimage]=grub-common
@@ -50,6 +51,36 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	$sudo apt-get install -y -qq $pkgs >/dev/null 2>&1 ||
 		{ $sudo apt-get update -qq && $sudo apt-get install -y -qq $pkgs >/dev/null; }
+fi
+
+# QEMU >= 10 for the arm64 U-Boot boot test (tests/boot, TestUBoot): with
+# Debian 12's QEMU 7.2, U-Boot's saveenv to the virt board's pflash fails
+# half-way and destroys the environment (docs/bootloader-uboot.md). QEMU
+# 10 from bookworm-backports is unpacked into the cache, not installed, so
+# the x86 QEMU the other tests run stays Debian 12's: APT runs with its own
+# sources list, package lists and cache, and the host's /etc/apt and
+# /var/lib/apt are not touched. The stock qemu-system-arm installed above
+# pulls in the shared libraries it needs. qemu.FindAarch64 looks here.
+cache="${LIFEBOAT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat}"
+bpo="$cache/qemu-arm-bpo"
+if [ ! -x "$bpo/usr/bin/qemu-system-aarch64" ]; then
+	echo "deps: fetching qemu-system-arm from bookworm-backports into $bpo"
+	apt="$cache/apt/bookworm-backports"
+	mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-backports main" >"$apt/sources.list"
+	opts=(-q -o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
+	apt-get "${opts[@]}" update >/dev/null
+	tmp=$(mktemp -d "$cache/.qemu-arm-bpo.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	(cd "$tmp" && apt-get "${opts[@]}" download qemu-system-arm >/dev/null)
+	dpkg-deb -x "$tmp"/qemu-system-arm_*.deb "$tmp/root"
+	if ldd "$tmp/root/usr/bin/qemu-system-aarch64" | grep 'not found'; then
+		echo "deps: qemu-system-aarch64 from bookworm-backports needs the libraries above" >&2
+		exit 1
+	fi
+	"$tmp/root/usr/bin/qemu-system-aarch64" --version | head -n 1
+	mv "$tmp/root" "$bpo"
 fi
 
 go mod download

@@ -3,7 +3,10 @@
 // with a modules.dep (Debian generates that file at install time, so the
 // package has none; we write it from the modules' .modinfo).
 //
-// A known build is pinned by version and .deb SHA-256. When the mirror no
+// A known build is pinned by version and .deb SHA-256, and by Debian
+// architecture when it is not the host's: the arm64 kernel is fetched on an
+// amd64 host with APT's own state under the cache (see Apt), without
+// dpkg --add-architecture. When the mirror no
 // longer has it (Debian drops superseded security builds), the current build
 // the metapackage points at is used instead, with a log line saying so; and
 // with no mirror at all, the newest kernel already in the cache.
@@ -29,11 +32,15 @@ import (
 // Meta is the Debian metapackage that depends on the current cloud kernel.
 const Meta = "linux-image-cloud-amd64"
 
+// MetaArm64 is Meta for arm64.
+const MetaArm64 = "linux-image-cloud-arm64"
+
 // Pin names one build of a Debian kernel package.
 type Pin struct {
 	Package string // "linux-image-6.1.0-56-cloud-amd64"
 	Version string // Debian version, "6.1.192-2"
 	SHA256  string // of the .deb, hex
+	Arch    string // Debian architecture, "arm64"; "" for the host's
 }
 
 // Pinned is the kernel the VM tier was last checked against.
@@ -42,6 +49,18 @@ func Pinned() Pin {
 		Package: "linux-image-6.1.0-56-cloud-amd64",
 		Version: "6.1.192-2",
 		SHA256:  "e7d02b943971edcb8790e256c02cfab3bca6c3d37c1bf25392a57c71300615ee",
+	}
+}
+
+// PinnedArm64 is the arm64 kernel the U-Boot boot test (tests/boot) was
+// last checked against: the same build as Pinned, for arm64. Its image is
+// an uncompressed arm64 Image, which U-Boot's booti takes as it is.
+func PinnedArm64() Pin {
+	return Pin{
+		Package: "linux-image-6.1.0-56-cloud-arm64",
+		Version: "6.1.192-2",
+		SHA256:  "481ab54a27246579aadeb372315c56de02f2fe0cba4e09b387946269fff2f415",
+		Arch:    "arm64",
 	}
 }
 
@@ -56,12 +75,14 @@ var (
 type Kernel struct {
 	Package string `json:"package"`
 	Version string `json:"version"`
-	Release string `json:"release"` // uname -r: "6.1.0-56-cloud-amd64"
-	SHA256  string `json:"sha256"`  // of the .deb
-	Dir     string `json:"-"`       // root of the unpacked package
+	Release string `json:"release"`        // uname -r: "6.1.0-56-cloud-amd64"
+	SHA256  string `json:"sha256"`         // of the .deb
+	Arch    string `json:"arch,omitempty"` // Pin.Arch: "" for the host's
+	Dir     string `json:"-"`              // root of the unpacked package
 }
 
-// Image is the path of the kernel image (bzImage) to boot.
+// Image is the path of the kernel image to boot: a bzImage on amd64, an
+// uncompressed Image on arm64.
 func (k *Kernel) Image() string { return filepath.Join(k.Dir, "boot", "vmlinuz-"+k.Release) }
 
 // ModulesDir is the path of the package's lib/modules/RELEASE.
@@ -87,7 +108,7 @@ type Source interface {
 // Cache keeps unpacked kernels in Dir/kernel/PACKAGE_VERSION.
 type Cache struct {
 	Dir    string
-	Source Source                      // nil means Apt
+	Source Source                      // nil means Apt (for a Pin.Arch, with its state in Dir/apt/ARCH)
 	Logf   func(string, ...any)        // progress and fallback notes; nil discards
 	Unpack func(deb, dir string) error // nil means dpkg-deb -x
 }
@@ -111,11 +132,14 @@ func (c *Cache) logf(format string, args ...any) {
 	}
 }
 
-func (c *Cache) source() Source {
-	if c.Source == nil {
-		return Apt{}
+func (c *Cache) source(arch string) Source {
+	switch {
+	case c.Source != nil:
+		return c.Source
+	case arch != "":
+		return Apt{Arch: arch, Dir: filepath.Join(c.Dir, "apt", arch)}
 	}
-	return c.Source
+	return Apt{}
 }
 
 func (c *Cache) root() string { return filepath.Join(c.Dir, "kernel") }
@@ -127,9 +151,9 @@ func entryName(pkg, version string) string {
 // Get returns the pinned kernel, downloading and unpacking it the first time.
 // If the mirror no longer has the pinned build it falls back to the build meta
 // depends on (or "" for no fallback), and if that cannot be had either, to the
-// newest kernel in the cache. Concurrent callers, in this process or others,
-// download at most once: they serialise on a lock file, and an entry appears
-// in the cache only when complete.
+// newest kernel in the cache of the pin's architecture. Concurrent callers, in
+// this process or others, download at most once: they serialise on a lock
+// file, and an entry appears in the cache only when complete.
 func (c *Cache) Get(ctx context.Context, pin Pin, meta string) (*Kernel, error) {
 	if err := os.MkdirAll(c.root(), 0o755); err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
@@ -143,7 +167,7 @@ func (c *Cache) Get(ctx context.Context, pin Pin, meta string) (*Kernel, error) 
 	if k, err := c.load(entryName(pin.Package, pin.Version)); err == nil {
 		return k, nil
 	}
-	k, err := c.fetch(ctx, pin.Package, pin.Version, pin.SHA256)
+	k, err := c.fetch(ctx, pin.Arch, pin.Package, pin.Version, pin.SHA256)
 	if err == nil || errors.Is(err, ErrChecksum) || ctx.Err() != nil {
 		return k, err
 	}
@@ -151,16 +175,16 @@ func (c *Cache) Get(ctx context.Context, pin Pin, meta string) (*Kernel, error) 
 	if meta != "" {
 		c.logf("kernel: pinned %s %s is not available (%v); falling back to the current %s", pin.Package, pin.Version, err, meta)
 		var pkg string
-		pkg, err = c.source().Depends(ctx, meta)
+		pkg, err = c.source(pin.Arch).Depends(ctx, meta)
 		if err == nil {
-			k, err = c.fetchCurrent(ctx, pkg)
+			k, err = c.fetchCurrent(ctx, pin.Arch, pkg)
 		}
 		if err == nil {
 			c.logf("kernel: using %s instead of the pinned %s %s", k, pin.Package, pin.Version)
 			return k, nil
 		}
 	}
-	if k, cerr := c.newest(); cerr == nil {
+	if k, cerr := c.newest(pin.Arch); cerr == nil {
 		c.logf("kernel: cannot download a kernel (%v); using the cached %s", err, k)
 		return k, nil
 	}
@@ -170,7 +194,7 @@ func (c *Cache) Get(ctx context.Context, pin Pin, meta string) (*Kernel, error) 
 // fetchCurrent reuses a cached build of pkg when the candidate version is
 // already there; apt tells us the version only by downloading, so a cached
 // entry of pkg is taken as current.
-func (c *Cache) fetchCurrent(ctx context.Context, pkg string) (*Kernel, error) {
+func (c *Cache) fetchCurrent(ctx context.Context, arch, pkg string) (*Kernel, error) {
 	ents, _ := filepath.Glob(filepath.Join(c.root(), entryName(pkg, "*")))
 	sort.Strings(ents)
 	for i := len(ents) - 1; i >= 0; i-- {
@@ -178,11 +202,12 @@ func (c *Cache) fetchCurrent(ctx context.Context, pkg string) (*Kernel, error) {
 			return k, nil
 		}
 	}
-	return c.fetch(ctx, pkg, "", "")
+	return c.fetch(ctx, arch, pkg, "", "")
 }
 
-// fetch downloads pkg and unpacks it into the cache.
-func (c *Cache) fetch(ctx context.Context, pkg, version, sum string) (*Kernel, error) {
+// fetch downloads pkg of arch ("" for the host's) and unpacks it into the
+// cache.
+func (c *Cache) fetch(ctx context.Context, arch, pkg, version, sum string) (*Kernel, error) {
 	tmp, err := os.MkdirTemp(c.root(), ".tmp-")
 	if err != nil {
 		return nil, fmt.Errorf("kernel cache: %w", err)
@@ -190,7 +215,7 @@ func (c *Cache) fetch(ctx context.Context, pkg, version, sum string) (*Kernel, e
 	defer os.RemoveAll(tmp)
 	start := time.Now()
 	c.logf("kernel: downloading %s %s", pkg, version)
-	deb, err := c.source().Download(ctx, pkg, version, tmp)
+	deb, err := c.source(arch).Download(ctx, pkg, version, tmp)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +239,7 @@ func (c *Cache) fetch(ctx context.Context, pkg, version, sum string) (*Kernel, e
 		return nil, err
 	}
 	k.SHA256 = got
+	k.Arch = arch
 	if err := c.prepare(k, root); err != nil {
 		return nil, err
 	}
@@ -294,8 +320,8 @@ func (c *Cache) load(name string) (*Kernel, error) {
 	return &k, nil
 }
 
-// newest returns the most recently unpacked complete entry.
-func (c *Cache) newest() (*Kernel, error) {
+// newest returns the most recently unpacked complete entry of arch.
+func (c *Cache) newest(arch string) (*Kernel, error) {
 	ents, err := os.ReadDir(c.root())
 	if err != nil {
 		return nil, err
@@ -307,7 +333,7 @@ func (c *Cache) newest() (*Kernel, error) {
 			continue
 		}
 		k, err := c.load(e.Name())
-		if err != nil {
+		if err != nil || k.Arch != arch {
 			continue
 		}
 		fi, err := os.Stat(filepath.Join(k.Dir, "kernel.json"))

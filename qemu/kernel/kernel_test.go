@@ -216,3 +216,65 @@ func TestDefaultDir(t *testing.T) {
 		t.Errorf("DefaultDir() with XDG_CACHE_HOME = %q, %v; want /xdg/lifeboat", d, err)
 	}
 }
+
+// TestGetArch checks that a pin's architecture is recorded in the cache and
+// that the offline fallback never hands out another architecture's kernel.
+func TestGetArch(t *testing.T) {
+	m := newMirror()
+	m.Debs["linux-image-1-cloud-arm64=1.0-1"] = []byte("1-cloud-arm64")
+	arm := Pin{Package: "linux-image-1-cloud-arm64", Version: "1.0-1", SHA256: sum("1-cloud-arm64"), Arch: "arm64"}
+	dir := t.TempDir()
+	c := &Cache{Dir: dir, Source: m, Unpack: fakeUnpack}
+	k, err := c.Get(context.Background(), arm, "")
+	if err != nil || k.Arch != "arm64" || k.Release != "1-cloud-arm64" {
+		t.Fatalf("Get(arm64 pin) = %+v, %v; want release 1-cloud-arm64, arch arm64", k, err)
+	}
+	// From the cache, as written in kernel.json.
+	c.Source = &MemSource{}
+	if k, err := c.Get(context.Background(), arm, ""); err != nil || k.Arch != "arm64" {
+		t.Errorf("Get(arm64 pin) again = %+v, %v; want the cached arm64 kernel", k, err)
+	}
+	// Offline, a missing amd64 pin falls back to no arm64 kernel, and a
+	// missing arm64 pin to no amd64 one.
+	if k, err := c.Get(context.Background(), pin1, Meta); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Get(amd64 pin, offline, arm64 cached) = %+v, %v; want ErrUnavailable", k, err)
+	}
+	c.Source = newMirror()
+	if _, err := c.Get(context.Background(), pin1, Meta); err != nil {
+		t.Fatal(err)
+	}
+	c.Source = &MemSource{}
+	other := Pin{Package: "linux-image-2-cloud-arm64", Version: "2.0-1", Arch: "arm64"}
+	if k, err := c.Get(context.Background(), other, MetaArm64); err != nil || k.Arch != "arm64" {
+		t.Errorf("Get(other arm64 pin, offline) = %+v, %v; want the cached arm64 kernel", k, err)
+	}
+}
+
+// TestAptSource checks which APT a Cache runs: the host's for a pin without
+// an architecture, one with its own state in the cache for one with.
+func TestAptSource(t *testing.T) {
+	c := &Cache{Dir: "/c"}
+	if got := c.source(""); got != (Apt{}) {
+		t.Errorf("source(\"\") = %#v, want Apt{}", got)
+	}
+	want := Apt{Arch: "arm64", Dir: "/c/apt/arm64"}
+	if got := c.source("arm64"); got != want {
+		t.Errorf("source(arm64) = %#v, want %#v", got, want)
+	}
+	if got := (Apt{}).options(); got != nil {
+		t.Errorf("Apt{}.options() = %q, want none", got)
+	}
+	opts := strings.Join(want.options(), " ")
+	for _, o := range []string{
+		"APT::Architecture=arm64", "APT::Architectures=arm64",
+		"Dir::Etc::SourceList=/c/apt/arm64/sources.list", "Dir::Etc::SourceParts=/dev/null",
+		"Dir::State::Lists=/c/apt/arm64/lists", "Dir::Cache=/c/apt/arm64/cache",
+	} {
+		if !strings.Contains(opts, "-o "+o) {
+			t.Errorf("%#v.options() = %q, want -o %s", want, opts, o)
+		}
+	}
+	if err := (Apt{Arch: "arm64"}).prepare(context.Background(), false); err == nil {
+		t.Errorf("Apt{Arch: arm64}.prepare() = nil, want an error for the missing state directory")
+	}
+}

@@ -67,13 +67,20 @@ func requireVM(t *testing.T) qemu.OVMF {
 // first time (qemu/kernel).
 func getKernel(t *testing.T) *kernel.Kernel {
 	t.Helper()
+	return getPinnedKernel(t, kernel.Pinned(), kernel.Meta)
+}
+
+// getPinnedKernel returns the kernel pin names (falling back to the build
+// meta depends on), downloading it the first time (qemu/kernel).
+func getPinnedKernel(t *testing.T, pin kernel.Pin, meta string) *kernel.Kernel {
+	t.Helper()
 	dir, err := kernel.DefaultDir()
 	if err != nil {
 		unavailable(t, "kernel cache: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	k, err := (&kernel.Cache{Dir: dir, Logf: t.Logf}).Get(ctx, kernel.Pinned(), kernel.Meta)
+	k, err := (&kernel.Cache{Dir: dir, Logf: t.Logf}).Get(ctx, pin, meta)
 	switch {
 	case errors.Is(err, kernel.ErrChecksum):
 		t.Fatalf("kernel: %v", err)
@@ -208,13 +215,19 @@ func (d *disk) install(t *testing.T, n int, dst string, init []byte, release str
 // slotInit builds tests/boot/slotinit, the slots' /init.
 func slotInit(t *testing.T) []byte {
 	t.Helper()
+	return slotInitFor(t, "amd64")
+}
+
+// slotInitFor builds tests/boot/slotinit for goarch.
+func slotInitFor(t *testing.T, goarch string) []byte {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "slotinit")
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "github.com/lifeboat-update/lifeboat/tests/boot/slotinit")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build slotinit: %v\n%s", err, b)
+		t.Fatalf("go build slotinit for %s: %v\n%s", goarch, err, b)
 	}
 	b, err := os.ReadFile(out)
 	if err != nil {
@@ -274,16 +287,25 @@ func newMachine(t *testing.T, o qemu.OVMF, diskPath string) *machine {
 // not power off by itself within timeout, and returns the serial console.
 func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial {
 	t.Helper()
+	fw := m.fw
+	fw.Resets = resets
+	return bootVM(t, qemu.Config{Args: fw.Args()}, timeout)
+}
+
+// bootVM starts the machine cfg describes, its console a new serial, and
+// waits until it powers itself off. It fails t if the machine does not
+// power off by itself within timeout, and returns the serial console.
+func bootVM(t *testing.T, cfg qemu.Config, timeout time.Duration) *serial {
+	t.Helper()
 	if dl, ok := t.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl)-5*time.Second)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	fw := m.fw
-	fw.Resets = resets
 	con := &serial{t: t, start: time.Now()}
 	con.Line = con.line
-	vm, err := qemu.Start(ctx, qemu.Config{Args: fw.Args(), Console: con})
+	cfg.Console = con
+	vm, err := qemu.Start(ctx, cfg)
 	if errors.Is(err, qemu.ErrNoQEMU) {
 		unavailable(t, "%v", err)
 	}
