@@ -1,7 +1,8 @@
 // Package qemu runs an x86_64 QEMU machine under TCG (never KVM: this
 // project's machines have none) for the VM and end-to-end test tiers: a
-// kernel and initramfs or firmware, virtio disks, an optional swtpm TPM 2.0,
-// and the serial console captured to an io.Writer. A VM is stopped when its
+// kernel and initramfs or firmware, virtio disks, USB sticks, an optional
+// user-mode network, an optional swtpm TPM 2.0, and the serial console
+// captured to an io.Writer. A VM is stopped when its
 // context ends and never outlives the process that started it.
 //
 // The go-test glue lives in qemu/vmtest; the kernel in qemu/kernel.
@@ -29,12 +30,40 @@ var (
 	ErrNoSWTPM = errors.New("swtpm not found (Debian package swtpm)")
 )
 
-// Disk is a host file attached as a virtio disk.
+// Disk is a host file attached as a virtio disk or a USB stick.
 type Disk struct {
 	Path     string
 	Format   string // default "raw"
 	ReadOnly bool
 }
+
+// NetUser is QEMU's user-mode network (slirp): the guest's one NIC sits on
+// 10.0.2.0/24 behind a NAT, with a DHCP server that leases 10.0.2.15, the
+// host (its loopback) at 10.0.2.2 as the router, and a DNS forwarder at
+// 10.0.2.3. It needs no root on the host.
+type NetUser struct {
+	Model string // NIC model [virtio-net-pci]
+	// Bootfile is the boot file name QEMU's DHCP server offers (the BOOTP
+	// file field), "" for none; the ramdisk takes an http:// or https://
+	// one as its repository URL.
+	Bootfile string
+}
+
+// arg is the value of -nic for n.
+func (n *NetUser) arg() string {
+	model := n.Model
+	if model == "" {
+		model = "virtio-net-pci"
+	}
+	a := "user,model=" + model
+	if n.Bootfile != "" {
+		a += ",bootfile=" + escapeOpt(n.Bootfile)
+	}
+	return a
+}
+
+// escapeOpt doubles the commas in a value inside a QEMU option string.
+func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Config describes a machine. Zero values take the defaults in brackets.
 type Config struct {
@@ -49,6 +78,14 @@ type Config struct {
 	Append string // kernel command line, see Cmdline
 
 	Disks []Disk // /dev/vda, /dev/vdb, ... in the order given
+
+	// USB are USB mass-storage sticks (removable) on an xHCI controller,
+	// one port each. The guest names them /dev/sdX in the order they
+	// enumerate, which is not always the order given.
+	USB []Disk
+
+	// Net is a user-mode network, or nil for none (-nic none).
+	Net *NetUser
 
 	// TPMState is a directory for the state of an swtpm TPM 2.0 attached
 	// through tpm-tis, or "" for no TPM.
@@ -80,6 +117,10 @@ func (c *Config) args(tpmSock string) []string {
 	if cpus <= 0 {
 		cpus = 1
 	}
+	nic := "none"
+	if c.Net != nil {
+		nic = c.Net.arg()
+	}
 	a := []string{
 		"-machine", or(c.Machine, "q35"),
 		"-accel", "tcg",
@@ -90,7 +131,7 @@ func (c *Config) args(tpmSock string) []string {
 		"-display", "none",
 		"-monitor", "none",
 		"-serial", "stdio",
-		"-nic", "none",
+		"-nic", nic,
 		"-no-reboot",
 	}
 	if c.Kernel != "" {
@@ -102,17 +143,27 @@ func (c *Config) args(tpmSock string) []string {
 			a = append(a, "-append", c.Append)
 		}
 	}
-	for i, d := range c.Disks {
+	drive := func(d Disk, id string) string {
 		// QEMU's option syntax doubles commas inside values.
-		opt := fmt.Sprintf("file=%s,format=%s,if=none,id=disk%d", strings.ReplaceAll(d.Path, ",", ",,"), or(d.Format, "raw"), i)
+		opt := fmt.Sprintf("file=%s,format=%s,if=none,id=%s", escapeOpt(d.Path), or(d.Format, "raw"), id)
 		if d.ReadOnly {
 			opt += ",readonly=on"
 		}
-		a = append(a, "-drive", opt, "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i))
+		return opt
+	}
+	for i, d := range c.Disks {
+		a = append(a, "-drive", drive(d, fmt.Sprintf("disk%d", i)), "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i))
+	}
+	if len(c.USB) > 0 {
+		a = append(a, "-device", "qemu-xhci,id=xhci")
+		for i, d := range c.USB {
+			a = append(a, "-drive", drive(d, fmt.Sprintf("usb%d", i)),
+				"-device", fmt.Sprintf("usb-storage,bus=xhci.0,drive=usb%d,removable=on", i))
+		}
 	}
 	if tpmSock != "" {
 		a = append(a,
-			"-chardev", "socket,id=chrtpm,path="+strings.ReplaceAll(tpmSock, ",", ",,"),
+			"-chardev", "socket,id=chrtpm,path="+escapeOpt(tpmSock),
 			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
 			"-device", "tpm-tis,tpmdev=tpm0")
 	}

@@ -30,6 +30,36 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+func TestArgsNetAndUSB(t *testing.T) {
+	base := "-machine q35 -accel tcg -cpu max -smp 1 -m 512M -nodefaults -no-user-config -display none -monitor none -serial stdio"
+	tests := []struct {
+		name string
+		c    Config
+		want string
+	}{
+		{"user network", Config{Net: &NetUser{}},
+			base + " -nic user,model=virtio-net-pci -no-reboot"},
+		{"bootfile", Config{Net: &NetUser{Bootfile: "http://10.0.2.2:8080/repo,1/"}},
+			base + " -nic user,model=virtio-net-pci,bootfile=http://10.0.2.2:8080/repo,,1/ -no-reboot"},
+		{"model", Config{Net: &NetUser{Model: "e1000"}},
+			base + " -nic user,model=e1000 -no-reboot"},
+		{"USB sticks after the disks", Config{
+			Disks: []Disk{{Path: "/d/a.img"}},
+			USB:   []Disk{{Path: "/u/stick.img"}, {Path: "/u/b,c.qcow2", Format: "qcow2", ReadOnly: true}},
+		}, base + " -nic none -no-reboot" +
+			" -drive file=/d/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0" +
+			" -device qemu-xhci,id=xhci" +
+			" -drive file=/u/stick.img,format=raw,if=none,id=usb0 -device usb-storage,bus=xhci.0,drive=usb0,removable=on" +
+			" -drive file=/u/b,,c.qcow2,format=qcow2,if=none,id=usb1,readonly=on -device usb-storage,bus=xhci.0,drive=usb1,removable=on"},
+	}
+	for _, tt := range tests {
+		got := strings.Join(tt.c.args(""), " ")
+		if d := cmp.Diff(tt.want, got); d != "" {
+			t.Errorf("%s: args (-want +got):\n%s", tt.name, d)
+		}
+	}
+}
+
 func TestCmdline(t *testing.T) {
 	tests := []struct {
 		params []string

@@ -2,11 +2,15 @@ package vmtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/qemu"
 )
 
 // pattern is the deterministic content of the disk TestGuestBootsVM attaches,
@@ -132,6 +136,76 @@ func TestTPMVM(t *testing.T) {
 	rsp = rsp[:n]
 	if n != 20 || binary.BigEndian.Uint32(rsp[6:]) != 0 || binary.BigEndian.Uint16(rsp[10:]) != 8 {
 		t.Errorf("TPM2_GetRandom(8) response = %x, want rc 0 and 8 bytes", rsp)
+	}
+}
+
+// TestNetVM: with Net, the guest has a virtio-net Ethernet link with
+// QEMU's default MAC address.
+func TestNetVM(t *testing.T) {
+	t.Parallel()
+	if !Run(t, Options{Net: &qemu.NetUser{}}) {
+		return
+	}
+	mac, err := os.ReadFile("/sys/class/net/eth0/address")
+	if err != nil {
+		t.Fatalf("no eth0: %v", err)
+	}
+	if got := strings.TrimSpace(string(mac)); got != "52:54:00:12:34:56" {
+		t.Errorf("eth0 address = %q, want QEMU's default 52:54:00:12:34:56", got)
+	}
+	driver, err := os.Readlink("/sys/class/net/eth0/device/driver")
+	if err != nil || filepath.Base(driver) != "virtio_net" {
+		t.Errorf("eth0 driver = %q, %v; want virtio_net", driver, err)
+	}
+}
+
+// TestUSBVM: a USB stick appears as a removable SCSI disk behind the xHCI
+// controller, with the host file's content, on the generic kernel.
+func TestUSBVM(t *testing.T) {
+	t.Parallel()
+	img := filepath.Join(t.TempDir(), "stick.img")
+	if !InGuest() {
+		if err := os.WriteFile(img, pattern(diskSize), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !Run(t, Options{USB: []string{img}, Kernel: GenericKernel()}) {
+		return
+	}
+	v, err := os.ReadFile("/proc/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(v), "cloud") {
+		t.Errorf("/proc/version = %q, want the generic kernel", v)
+	}
+	// USB storage enumerates after init has started the test.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat("/dev/sda"); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no /dev/sda after 30s")
+		case <-tick.C:
+		}
+	}
+	if b, err := os.ReadFile("/sys/block/sda/removable"); err != nil || strings.TrimSpace(string(b)) != "1" {
+		t.Errorf("/sys/block/sda/removable = %q, %v; want 1", b, err)
+	}
+	if p, err := filepath.EvalSymlinks("/sys/block/sda"); err != nil || !strings.Contains(p, "/usb") {
+		t.Errorf("/sys/block/sda is %q, %v; want a path through the USB bus", p, err)
+	}
+	got, err := os.ReadFile("/dev/sda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, pattern(diskSize)) {
+		t.Errorf("/dev/sda (%d bytes) does not hold the pattern the host wrote", len(got))
 	}
 }
 

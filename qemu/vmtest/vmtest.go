@@ -1,6 +1,7 @@
-// Package vmtest runs a Go test inside a QEMU guest on Debian's cloud kernel,
-// as root, with virtio disks, kernel modules and an optional TPM: the VM test
-// tier. A VM test is an ordinary test:
+// Package vmtest runs a Go test inside a QEMU guest on Debian's cloud kernel
+// (or another pinned Debian kernel), as root, with virtio disks, USB sticks,
+// a user-mode network, kernel modules and an optional TPM: the VM test tier.
+// A VM test is an ordinary test:
 //
 //	func TestSomethingVM(t *testing.T) {
 //		img := ...  // prepared on the host: if !vmtest.InGuest() { ... }
@@ -32,15 +33,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/lifeboat-update/lifeboat/pkg/kmod"
 	"github.com/lifeboat-update/lifeboat/qemu"
 	"github.com/lifeboat-update/lifeboat/qemu/cpio"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
-	"github.com/lifeboat-update/lifeboat/pkg/kmod"
 	"github.com/lifeboat-update/lifeboat/qemu/vminit"
 )
 
@@ -51,6 +53,20 @@ type Options struct {
 	TPM     bool          // attach an swtpm TPM 2.0 (tpm-tis): /dev/tpm0, /dev/tpmrm0 in the guest
 	Memory  string        // default "512M"
 	Timeout time.Duration // default 3 minutes
+
+	// Net attaches QEMU's user-mode network (virtio-net, module virtio_net
+	// loaded): the guest's eth0 gets 10.0.2.15/24 by DHCP, with the host's
+	// loopback at 10.0.2.2. The guest test brings the link up itself.
+	Net *qemu.NetUser
+	// USB are host files attached read-write as removable USB sticks on an
+	// xHCI controller (modules xhci_pci, usb_storage, sd_mod loaded). They
+	// appear as /dev/sdX in enumeration order, a second or so after the
+	// test starts: init does not wait for them. They need a kernel with USB
+	// drivers, such as GenericKernel.
+	USB []string
+	// Kernel is the Debian kernel to boot; the zero Pin is kernel.Pinned(),
+	// the cloud kernel, which boots fastest but has no USB drivers.
+	Kernel kernel.Pin
 }
 
 const (
@@ -66,6 +82,59 @@ const (
 // The serial console, ext4, tmpfs and the TPM (tpm_tis) are built into
 // Debian's cloud kernel.
 var baseModules = []string{"virtio_pci", "virtio_blk"}
+
+// netModules are loaded for Options.Net, usbModules for Options.USB.
+var (
+	netModules = []string{"virtio_net"}
+	usbModules = []string{"xhci_pci", "usb_storage", "sd_mod"}
+)
+
+// GenericKernel is Debian's generic amd64 kernel of the same build as
+// kernel.Pinned(): it has the USB host controller and storage drivers
+// (modules) that the cloud kernel lacks, and boots a little slower.
+func GenericKernel() kernel.Pin {
+	return kernel.Pin{
+		Package: "linux-image-6.1.0-56-amd64",
+		Version: "6.1.192-2",
+		SHA256:  "a86e2049672f52354c4536a089203b6c82639420424d31c91cf31a181fd4d8f1",
+	}
+}
+
+// pin is the kernel opt asks for.
+func (opt Options) pin() kernel.Pin {
+	if opt.Kernel == (kernel.Pin{}) {
+		return kernel.Pinned()
+	}
+	return opt.Kernel
+}
+
+// modules are the modules to load in the guest, before resolving their
+// dependencies.
+func (opt Options) modules() []string {
+	m := slices.Clone(baseModules)
+	if opt.Net != nil {
+		m = append(m, netModules...)
+	}
+	if len(opt.USB) > 0 {
+		m = append(m, usbModules...)
+	}
+	return append(m, opt.Modules...)
+}
+
+// abiPrefix is the versioned part of a Debian kernel package's name.
+var abiPrefix = regexp.MustCompile(`^linux-image-[0-9]+\.[0-9]+\.[0-9]+-[0-9]+-`)
+
+// metaFor is the metapackage that depends on the current build of pkg's
+// flavour ("linux-image-6.1.0-56-amd64" gives "linux-image-amd64"), which the
+// cache falls back to when the mirror has dropped the pinned build; "" if
+// pkg is not named like a Debian kernel.
+func metaFor(pkg string) string {
+	loc := abiPrefix.FindStringIndex(pkg)
+	if loc == nil || loc[1] == len(pkg) {
+		return ""
+	}
+	return "linux-image-" + pkg[loc[1]:]
+}
 
 // InGuest reports whether this process runs inside a vmtest guest.
 func InGuest() bool { return os.Getenv(EnvGuest) == "1" }
@@ -170,6 +239,9 @@ func boot(t *testing.T, name string, opt Options) (*result, error) {
 	if opt.Memory == "" {
 		opt.Memory = DefaultMemory
 	}
+	if len(opt.USB) > 0 && opt.Kernel == (kernel.Pin{}) {
+		return nil, errors.New("USB sticks need a kernel with USB drivers: the cloud kernel has none; set Options.Kernel to vmtest.GenericKernel()")
+	}
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		return nil, &unavailableError{qemu.ErrNoQEMU}
 	}
@@ -181,10 +253,20 @@ func boot(t *testing.T, name string, opt Options) (*result, error) {
 			return nil, fmt.Errorf("disk: %w", err)
 		}
 	}
-	a, err := shared.get(t)
+	for _, d := range opt.USB {
+		if _, err := os.Stat(d); err != nil {
+			return nil, fmt.Errorf("USB stick: %w", err)
+		}
+	}
+	k, err := kernels.get(t, opt.pin())
 	if err != nil {
 		return nil, err
 	}
+	bins, err := shared.get(t)
+	if err != nil {
+		return nil, err
+	}
+	a := &artifacts{kernel: k.kernel, modules: k.modules, test: bins.test, init: bins.init}
 	prepared := time.Now()
 
 	dir := t.TempDir()
@@ -218,6 +300,10 @@ func boot(t *testing.T, name string, opt Options) (*result, error) {
 	for _, d := range opt.Disks {
 		cfg.Disks = append(cfg.Disks, qemu.Disk{Path: d})
 	}
+	for _, d := range opt.USB {
+		cfg.USB = append(cfg.USB, qemu.Disk{Path: d})
+	}
+	cfg.Net = opt.Net
 	if opt.TPM {
 		cfg.TPMState = filepath.Join(dir, "tpm")
 	}
@@ -286,7 +372,8 @@ func (c *console) line(s string) {
 	}
 }
 
-// artifacts are what every guest run of this test process shares.
+// artifacts are what a guest run is made of: a kernel and its modules, and
+// the guest binaries.
 type artifacts struct {
 	kernel  *kernel.Kernel
 	modules *kmod.Index
@@ -294,27 +381,69 @@ type artifacts struct {
 	init    *os.File // vminit (unlinked)
 }
 
-// lazy builds the artifacts once per test process.
+// binaries are the guest binaries every guest run of this test process
+// shares.
+type binaries struct {
+	test *os.File
+	init *os.File
+}
+
+// lazy builds the binaries once per test process.
 type lazy struct {
 	once sync.Once
-	a    *artifacts
+	b    *binaries
 	err  error
 }
 
-// shared holds the lazily built artifacts: built on first use and never
+// shared holds the lazily built binaries: built on first use and never
 // changed after, so the tests of a process share one build.
 var shared lazy
 
-func (l *lazy) get(t *testing.T) (*artifacts, error) {
-	l.once.Do(func() { l.a, l.err = build(t) })
-	return l.a, l.err
+func (l *lazy) get(t *testing.T) (*binaries, error) {
+	l.once.Do(func() { l.b, l.err = build(t) })
+	return l.b, l.err
 }
 
-const vminitPackage = "github.com/lifeboat-update/lifeboat/qemu/cmd/vminit"
+// guestKernel is a kernel from the cache with its module index.
+type guestKernel struct {
+	kernel  *kernel.Kernel
+	modules *kmod.Index
+}
 
-func build(t *testing.T) (*artifacts, error) {
+// kernelSet gets each kernel once per test process, on first use.
+type kernelSet struct {
+	mu sync.Mutex
+	m  map[kernel.Pin]*lazyKernel
+}
+
+type lazyKernel struct {
+	once sync.Once
+	k    *guestKernel
+	err  error
+}
+
+// kernels holds the kernels of this test process's guests, by pin.
+var kernels kernelSet
+
+func (s *kernelSet) get(t *testing.T, pin kernel.Pin) (*guestKernel, error) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = map[kernel.Pin]*lazyKernel{}
+	}
+	l := s.m[pin]
+	if l == nil {
+		l = &lazyKernel{}
+		s.m[pin] = l
+	}
+	s.mu.Unlock()
+	l.once.Do(func() { l.k, l.err = getKernel(t, pin) })
+	return l.k, l.err
+}
+
+// getKernel gets pin from the kernel cache, downloading it the first time.
+func getKernel(t *testing.T, pin kernel.Pin) (*guestKernel, error) {
 	t.Helper()
-	// Not t.Context: the artifacts outlive this test.
+	// Not t.Context: the kernel outlives this test.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir, err := kernel.DefaultDir()
@@ -323,7 +452,7 @@ func build(t *testing.T) (*artifacts, error) {
 	}
 	start := time.Now()
 	kc := &kernel.Cache{Dir: dir, Logf: t.Logf}
-	k, err := kc.Get(ctx, kernel.Pinned(), kernel.Meta)
+	k, err := kc.Get(ctx, pin, metaFor(pin.Package))
 	if err != nil {
 		if errors.Is(err, kernel.ErrChecksum) {
 			return nil, err
@@ -334,15 +463,25 @@ func build(t *testing.T) (*artifacts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: %w", k, err)
 	}
-	a := &artifacts{kernel: k, modules: ix}
 	t.Logf("vmtest: kernel %s from %s (%v)", k, k.Dir, time.Since(start).Round(time.Millisecond))
+	return &guestKernel{kernel: k, modules: ix}, nil
+}
 
+const vminitPackage = "github.com/lifeboat-update/lifeboat/qemu/cmd/vminit"
+
+// build builds the guest binaries.
+func build(t *testing.T) (*binaries, error) {
+	t.Helper()
+	// Not t.Context: the binaries outlive this test.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	a := &binaries{}
 	tmp, err := os.MkdirTemp("", "vmtest")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp) // the open files outlive their names
-	start = time.Now()
+	start := time.Now()
 	var wg sync.WaitGroup
 	var testErr, initErr error
 	wg.Go(func() {
@@ -380,9 +519,9 @@ func goBuild(ctx context.Context, dir, out string, args ...string) (*os.File, er
 // writeInitramfs writes the guest's initramfs: vminit as /init, its config,
 // the test binary and the modules.
 func (a *artifacts) writeInitramfs(path, nonce, name string, timeout time.Duration, opt Options) error {
-	mods, err := a.modules.Resolve(append(baseModules, opt.Modules...)...)
+	mods, err := a.modules.Resolve(opt.modules()...)
 	if err != nil {
-		return fmt.Errorf("modules %q: %w", opt.Modules, err)
+		return fmt.Errorf("modules %q of %s: %w", opt.modules(), a.kernel.Release, err)
 	}
 	cfg := vminit.Config{
 		Nonce: nonce,

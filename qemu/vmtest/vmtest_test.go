@@ -1,6 +1,7 @@
 package vmtest
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,8 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lifeboat-update/lifeboat/qemu/kernel"
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/lifeboat-update/lifeboat/pkg/kmod"
+	"github.com/lifeboat-update/lifeboat/qemu"
+	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
 func TestDisk(t *testing.T) {
@@ -22,6 +26,60 @@ func TestDisk(t *testing.T) {
 		if got := Disk(tt.i); got != tt.want {
 			t.Errorf("Disk(%d) = %q, want %q", tt.i, got, tt.want)
 		}
+	}
+}
+
+func TestMetaFor(t *testing.T) {
+	tests := map[string]string{
+		"linux-image-6.1.0-56-cloud-amd64": kernel.Meta,
+		"linux-image-6.1.0-56-amd64":       "linux-image-amd64",
+		"linux-image-6.12.9-1-rt-amd64":    "linux-image-rt-amd64",
+		"linux-image-amd64":                "",
+		"linux-image-6.1.0-56-":            "",
+		"something-else":                   "",
+	}
+	for pkg, want := range tests {
+		if got := metaFor(pkg); got != want {
+			t.Errorf("metaFor(%q) = %q, want %q", pkg, got, want)
+		}
+	}
+	if got := metaFor(GenericKernel().Package); got != "linux-image-amd64" {
+		t.Errorf("metaFor(GenericKernel) = %q, want linux-image-amd64", got)
+	}
+}
+
+func TestOptionsKernelAndModules(t *testing.T) {
+	tests := []struct {
+		opt      Options
+		pin      kernel.Pin
+		wantMods []string
+	}{
+		{Options{}, kernel.Pinned(), []string{"virtio_pci", "virtio_blk"}},
+		{Options{Modules: []string{"dm-verity"}, Net: &qemu.NetUser{}}, kernel.Pinned(),
+			[]string{"virtio_pci", "virtio_blk", "virtio_net", "dm-verity"}},
+		{Options{USB: []string{"s.img"}, Kernel: GenericKernel(), Modules: []string{"vfat"}}, GenericKernel(),
+			[]string{"virtio_pci", "virtio_blk", "xhci_pci", "usb_storage", "sd_mod", "vfat"}},
+	}
+	for _, tt := range tests {
+		if got := tt.opt.pin(); got != tt.pin {
+			t.Errorf("%+v.pin() = %+v, want %+v", tt.opt, got, tt.pin)
+		}
+		if d := cmp.Diff(tt.wantMods, tt.opt.modules()); d != "" {
+			t.Errorf("%+v.modules() (-want +got):\n%s", tt.opt, d)
+		}
+	}
+	if d := cmp.Diff([]string{"virtio_pci", "virtio_blk"}, baseModules); d != "" {
+		t.Errorf("modules() changed baseModules (-want +got):\n%s", d)
+	}
+}
+
+// USB sticks on the cloud kernel are a mistake in the test, not a reason
+// to skip.
+func TestUSBNeedsKernel(t *testing.T) {
+	_, err := boot(t, "TestX", Options{USB: []string{"stick.img"}})
+	var unavail *unavailableError
+	if err == nil || errors.As(err, &unavail) || !strings.Contains(err.Error(), "GenericKernel") {
+		t.Errorf("boot(USB on the cloud kernel) = %v, want an error naming GenericKernel", err)
 	}
 }
 
