@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -28,7 +29,7 @@ func main() {
 	}
 	f := &flow{
 		sys:     sys,
-		src:     newSources(b),
+		src:     &sources{log: slog.New(slog.NewTextHandler(os.Stdout, nil)), mediaWait: 5 * time.Second},
 		board:   b,
 		etc:     etcDir,
 		console: os.Stdout,
