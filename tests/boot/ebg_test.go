@@ -62,6 +62,37 @@ func newEBGDisk(t *testing.T, dir, kernelImage string) *ebgDisk {
 	return d
 }
 
+// ebgWatchdog is the watchdog timeout of the trial that hangs, in seconds.
+// EBG arms the watchdog just before it starts B's kernel, which reaches
+// its init about 2.5 s later under TCG on an idle machine (5-10 s, once
+// 25 s, on a heavily loaded one): long enough that the console usually
+// shows B ran and hung, short enough to keep the run short.
+const ebgWatchdog = 10
+
+// ebgWatchdogDevice is the machine's watchdog: an Intel 6300ESB on the
+// PCI bus, resetting the machine when it expires (-action watchdog=reset,
+// QEMU's default, written out). EBG 0.13 probes the PCI devices in order
+// and arms the first watchdog it knows, so it arms this one rather than
+// the iTCO of the q35 LPC bridge (00:1f.0), which would reset only with
+// -global ICH9-LPC.noreboot=false on QEMU 7.2. The console shows which.
+var ebgWatchdogDevice = []string{"-device", "i6300esb", "-action", "watchdog=reset"}
+
+// setWatchdog sets slot n's watchdog timeout with our backend, as an
+// update writes the slot's config (Env.Save) before it tries the slot.
+func setWatchdog(t *testing.T, s *ebg.Slots, n slot.Name, seconds int) error {
+	t.Helper()
+	env, err := s.Env(n)
+	if err != nil {
+		return err
+	}
+	vars, err := env.Load(t.Context())
+	if err != nil {
+		return err
+	}
+	vars[ebg.VarWatchdog] = fmt.Sprint(seconds)
+	return env.Save(t.Context(), vars)
+}
+
 func (d *ebgDisk) install(t *testing.T, n int, release string) {
 	t.Helper()
 	d.disk.install(t, n, "initrd.img", d.init, release)
@@ -99,9 +130,11 @@ func (d *ebgDisk) slots(t *testing.T) *ebg.Slots {
 // through an update's life, with our EBG backend (pkg/bootenv/ebg) doing
 // Lifeboat's part on the image: A runs; B is tried and never marks itself
 // good, the machine resets, EBG boots A again and our status reports B
-// failed; B is rewritten and tried again, marked good, and keeps booting.
-// Every boot is checked on the serial console, and the configs are read
-// back from the disk after each run.
+// failed; B is tried with EBG's watchdog armed and hangs, the watchdog
+// resets the machine, EBG boots A and our status reports B failed; B is
+// rewritten and tried again, marked good, and keeps booting. The machine
+// has an i6300ESB watchdog throughout. Every boot is checked on the serial
+// console, and the configs are read back from the disk after each run.
 func TestEBG(t *testing.T) {
 	t.Parallel()
 	ovmf := requireVM(t)
@@ -118,9 +151,18 @@ func TestEBG(t *testing.T) {
 		name    string
 		release string                                 // installed on slot B first, if not ""
 		host    func(t *testing.T, s *ebg.Slots) error // what Lifeboat does first
+		resets  bool                                   // a reset restarts the machine in the same run
 		slots   []string                               // slots booted, in order (LIFEBOAT-SLOT)
-		configs []string                               // A's and B's config afterwards
-		status  slot.Status                            // our status afterwards
+		// hung is the slot on trial that hangs until the watchdog resets
+		// the machine. Under a heavy load its kernel may not reach init
+		// (and print LIFEBOAT-SLOT) before the watchdog expires; the
+		// watchdog covers the whole trial boot, so that is the same
+		// failed trial, and slots may then lack it.
+		hung    string
+		actions []string    // LIFEBOAT-ACTION lines, in order, if not nil
+		console []string    // what else the console must show (EBG's log)
+		configs []string    // A's and B's config afterwards
+		status  slot.Status // our status afterwards
 	}{
 		{
 			name:    "A boots",
@@ -148,9 +190,42 @@ func TestEBG(t *testing.T) {
 				good("A"), {Name: "B", State: slot.Failed}}},
 		},
 		{
+			// A release of B that hangs before it confirms, tried with
+			// the watchdog armed. Nothing in the guest pets it (see
+			// hangRelease), it expires, and the reset restarts the
+			// machine in the same run: EBG finds B still TESTING, fails
+			// it, and boots A, whose config has the watchdog off.
+			name:    "B tried with the watchdog, hangs, the watchdog resets, EBG boots A",
+			release: hangRelease,
+			host: func(t *testing.T, s *ebg.Slots) error {
+				if err := setWatchdog(t, s, "B", ebgWatchdog); err != nil {
+					return err
+				}
+				return s.Try(t.Context(), "B", 1)
+			},
+			resets:  true,
+			slots:   []string{"B", "A"},
+			hung:    "B",
+			actions: []string{"poweroff"}, // A's: B neither confirmed nor reset itself
+			console: []string{
+				"Detected i6300ESB watchdog",
+				fmt.Sprintf("Starting L:BOOT1:vmlinuz with watchdog set to %d seconds", ebgWatchdog),
+				"Starting L:BOOT0:vmlinuz with watchdog set to 0 seconds",
+			},
+			configs: []string{"rev 1 OK", "rev 0 FAILED"},
+			status: slot.Status{Next: "A", Slots: []slot.SlotStatus{
+				good("A"), {Name: "B", State: slot.Failed}}},
+		},
+		{
+			// The watchdog back to 0: the cloud kernel cannot pet it.
 			name:    "B rewritten and tried again",
 			release: goodRelease,
-			host:    func(t *testing.T, s *ebg.Slots) error { return s.Try(t.Context(), "B", 1) },
+			host: func(t *testing.T, s *ebg.Slots) error {
+				if err := setWatchdog(t, s, "B", 0); err != nil {
+					return err
+				}
+				return s.Try(t.Context(), "B", 1)
+			},
 			slots:   []string{"B"},
 			configs: []string{"rev 1 OK", "rev 2 TESTING"},
 			status: slot.Status{Next: "A", Slots: []slot.SlotStatus{
@@ -177,9 +252,27 @@ func TestEBG(t *testing.T) {
 				}
 			}
 			// About 6 s a boot on an idle machine; generous for a loaded one.
-			con := m.boot(t, false, 2*time.Minute)
-			if got := con.after("LIFEBOAT-SLOT:"); !cmp.Equal(got, st.slots) {
-				t.Errorf("slots booted = %q, want %q", got, st.slots)
+			timeout := 2 * time.Minute
+			if st.resets {
+				timeout = 3 * time.Minute
+			}
+			con := m.bootWith(t, bootOptions{resets: st.resets, args: ebgWatchdogDevice}, timeout)
+			booted := con.after("LIFEBOAT-SLOT:")
+			if st.hung != "" && st.slots[0] == st.hung && cmp.Equal(booted, st.slots[1:]) {
+				t.Logf("the watchdog expired before slot %s's kernel reached init (a loaded machine)", st.hung)
+			} else if !cmp.Equal(booted, st.slots) {
+				t.Errorf("slots booted = %q, want %q", booted, st.slots)
+			}
+			if acts := con.after("LIFEBOAT-ACTION:"); st.actions != nil && !cmp.Equal(acts, st.actions) {
+				t.Errorf("actions = %q, want %q", acts, st.actions)
+			}
+			if con.has("Kernel panic") {
+				t.Errorf("console: a kernel panicked")
+			}
+			for _, want := range st.console {
+				if !con.has(want) {
+					t.Errorf("console: no line holds %q", want)
+				}
 			}
 			s := d.slots(t)
 			cs, err := s.Configs(t.Context())

@@ -2,8 +2,10 @@ package boot
 
 import (
 	"bytes"
+	"errors"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
+	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
 
 // The GRUB disk: an ESP with GRUB, grub.cfg, grubenv and the recovery
@@ -180,6 +183,44 @@ func (d *grubDisk) createEnv(t *testing.T) {
 	d.put(t, grubESP, f, grubEnv)
 }
 
+// removeEnv deletes grubenv from the ESP, as a lost or never created file.
+func (d *grubDisk) removeEnv(t *testing.T) {
+	t.Helper()
+	run(t, "mdel", "-i", d.image(grubESP), "::"+grubEnv)
+}
+
+// hasEnv reports whether the ESP holds grubenv.
+func (d *grubDisk) hasEnv(t *testing.T) bool {
+	t.Helper()
+	for _, l := range strings.Split(run(t, "mdir", "-b", "-i", d.image(grubESP), "::"+grubDir), "\n") {
+		if strings.EqualFold(path.Base(strings.TrimSpace(l)), "grubenv") {
+			return true
+		}
+	}
+	return false
+}
+
+// freshEnv does what recovery must do when grubenv is missing: slot.Vars
+// refuses to write an environment it could not read (checked here), so
+// recovery writes a whole fresh grubenv with grub.File.Save, which creates
+// the file. The host writes it to a new file and mtools puts it on the
+// ESP, where Linux would have the ESP mounted.
+func (d *grubDisk) freshEnv(t *testing.T, vars bootenv.Vars) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "grubenv")
+	policy, err := slot.NewVars(grub.Open(f, grub.GRUBWrites()), slot.WithSlots("A", "B", slot.Recovery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := policy.Try(t.Context(), "A", slot.DefaultTries); !errors.Is(err, bootenv.ErrNoEnv) {
+		t.Fatalf("slot.Vars.Try(A) over a missing grubenv = %v, want an error wrapping bootenv.ErrNoEnv", err)
+	}
+	if err := grub.Open(f, grub.GRUBWrites()).Save(t.Context(), vars); err != nil {
+		t.Fatalf("grub.File.Save of a fresh grubenv: %v", err)
+	}
+	d.put(t, grubESP, f, grubEnv)
+}
+
 // assignments returns vars as sorted NAME=VALUE arguments.
 func assignments(vars bootenv.Vars) []string {
 	var a []string
@@ -196,14 +237,17 @@ func assignments(vars bootenv.Vars) []string {
 // It follows an update's life: A runs and counts down; B is tried once and
 // its counter reaches 0; a B that never marks itself good resets the
 // machine and GRUB falls back to A; B marked good keeps booting; with no
-// tries left, or with no BOOT_ORDER or an empty grubenv, recovery boots.
-// Every boot is checked on the serial console (which entry's kernel ran)
-// and grubenv is read back from the disk after each run.
+// tries left, or with no BOOT_ORDER or an empty grubenv, recovery boots;
+// with the disk write protected, save_env fails and recovery boots rather
+// than a slot whose try was not counted; with no grubenv at all recovery
+// boots, and once recovery has written a fresh one with our backend, GRUB
+// follows it. Every boot is checked on the serial console (which entry's
+// kernel ran) and grubenv is read back from the disk after each run.
 func TestGRUB(t *testing.T) {
 	t.Parallel()
 	ovmf := requireVM(t)
 	requireTools(t, "grub-mkimage", "grub-editenv", "/usr/lib/grub/x86_64-efi/moddep.lst",
-		"sgdisk", "mkfs.fat", "mcopy", "mmd", "go")
+		"sgdisk", "mkfs.fat", "mcopy", "mmd", "mdel", "mdir", "go")
 	k := getKernel(t)
 
 	start := time.Now()
@@ -219,9 +263,14 @@ func TestGRUB(t *testing.T) {
 		set     bootenv.Vars // grubenv variables the host sets first
 		unset   []string     // grubenv variables the host deletes first
 		create  bool         // the host replaces grubenv with an empty one
+		remove  bool         // the host deletes grubenv
+		fresh   bootenv.Vars // recovery writes a fresh grubenv holding these first
 		resets  bool         // a guest reset restarts the machine
-		slots   []string     // entries booted, in order (LIFEBOAT-SLOT)
-		env     bootenv.Vars // grubenv afterwards
+		// readOnly write-protects the disk for the boot: save_env fails.
+		readOnly bool
+		slots    []string     // entries booted, in order (LIFEBOAT-SLOT)
+		console  []string     // what else the console must show (GRUB's errors)
+		env      bootenv.Vars // grubenv afterwards; nil: there is none
 	}{
 		{
 			name:  "A boots",
@@ -281,6 +330,33 @@ func TestGRUB(t *testing.T) {
 			slots:  []string{"recovery"},
 			env:    bootenv.Vars{},
 		},
+		{
+			// B would boot, but the disk is write protected: save_env
+			// cannot count the try, so the script boots recovery
+			// (default=recovery), not B, and the counter is as it was.
+			name:     "save_env fails, recovery boots",
+			set:      bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+			readOnly: true,
+			slots:    []string{"recovery"},
+			console:  []string{"error: failure writing sector"},
+			env:      bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+		},
+		{
+			// load_env finds no file and loads nothing: no slot is
+			// named, recovery boots, and GRUB cannot create the file.
+			name:    "no grubenv, recovery boots",
+			remove:  true,
+			slots:   []string{"recovery"},
+			console: []string{"grubenv' not found"},
+		},
+		{
+			// Recovery writes a fresh grubenv (grub.File.Save creates
+			// it); the next boot follows it.
+			name:  "recovery writes a fresh grubenv, A boots",
+			fresh: bootenv.Vars{"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"},
+			slots: []string{"A"},
+			env:   bootenv.Vars{"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "3"},
+		},
 	}
 	for _, st := range steps {
 		ok := t.Run(st.name, func(t *testing.T) {
@@ -290,6 +366,12 @@ func TestGRUB(t *testing.T) {
 			if st.create {
 				d.createEnv(t)
 			}
+			if st.remove {
+				d.removeEnv(t)
+			}
+			if st.fresh != nil {
+				d.freshEnv(t, st.fresh)
+			}
 			if st.set != nil || st.unset != nil {
 				d.setEnv(t, st.set, st.unset...)
 			}
@@ -298,14 +380,25 @@ func TestGRUB(t *testing.T) {
 			if st.resets {
 				timeout = 3 * time.Minute
 			}
-			con := m.boot(t, st.resets, timeout)
+			con := m.bootWith(t, bootOptions{resets: st.resets, readOnlyDisk: st.readOnly}, timeout)
 			if got := con.after("LIFEBOAT-SLOT:"); !cmp.Equal(got, st.slots) {
 				t.Errorf("entries booted = %q, want %q", got, st.slots)
+			}
+			for _, want := range st.console {
+				if !con.has(want) {
+					t.Errorf("console: no line holds %q", want)
+				}
 			}
 			for _, cmdline := range con.after("LIFEBOAT-CMDLINE:") {
 				if !strings.HasPrefix(cmdline, "BOOT_IMAGE=/") {
 					t.Errorf("kernel command line %q, want one GRUB made (BOOT_IMAGE=/...)", cmdline)
 				}
+			}
+			if st.env == nil {
+				if d.hasEnv(t) {
+					t.Errorf("grubenv after the boot: on the ESP, want none (GRUB cannot create it)")
+				}
+				return
 			}
 			if d := cmp.Diff(st.env, d.env(t), cmpopts.EquateEmpty()); d != "" {
 				t.Errorf("grubenv after the boot (-want +got):\n%s", d)

@@ -244,18 +244,36 @@ const (
 	badRelease  = "reboot"
 )
 
+// hangRelease is a release whose boot never ends: slotinit reports the
+// slot and then blocks for ever opening /action, a FIFO nobody writes. It
+// neither marks itself good nor resets the machine, and nothing in its
+// initramfs loads a watchdog driver (it holds no modules; the cloud
+// kernel builds them all as modules), so nothing pets a watchdog: only
+// the watchdog, or the test's timeout, ends its boot.
+const hangRelease = "hang"
+
+// modeFIFO is the file type of a named pipe in a cpio header (S_IFIFO).
+const modeFIFO = 0o010000
+
 // writeInitrd writes an initramfs at path holding init as /init and
-// action (goodRelease or badRelease) as /action.
+// action (goodRelease or badRelease) as /action; for hangRelease, /action
+// is an empty FIFO.
 func writeInitrd(t *testing.T, path string, init []byte, action string) {
 	t.Helper()
 	var buf bytes.Buffer
 	w := cpio.NewWriter(&buf)
+	writeAction := func() error {
+		if action == hangRelease {
+			return w.WriteHeader(&cpio.Header{Name: "action", Mode: modeFIFO | 0o644})
+		}
+		return w.WriteFile("action", 0o644, []byte(action+"\n"))
+	}
 	err := errors.Join(
 		w.WriteDir("dev", 0o755),
 		w.WriteCharDev("dev/console", 0o600, 5, 1),
 		w.WriteDir("proc", 0o555),
 		w.WriteFile("init", 0o755, init),
-		w.WriteFile("action", 0o644, []byte(action+"\n")),
+		writeAction(),
 		w.Close(),
 	)
 	if err != nil {
@@ -290,6 +308,41 @@ func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial
 	fw := m.fw
 	fw.Resets = resets
 	return bootVM(t, qemu.Config{Args: fw.Args()}, timeout)
+}
+
+// bootOptions change one boot of a machine.
+type bootOptions struct {
+	// resets: a guest or watchdog reset restarts the machine in the same
+	// run (see boot).
+	resets bool
+	// readOnlyDisk attaches the disk write protected (readonly=on): the
+	// guest sees a read-only virtio disk, and every write the firmware or
+	// bootloader makes to it fails, as on a write-protected eMMC or SD
+	// card.
+	readOnlyDisk bool
+	// args are more QEMU arguments: a watchdog device.
+	args []string
+}
+
+// bootWith is boot with the options o.
+func (m *machine) bootWith(t *testing.T, o bootOptions, timeout time.Duration) *serial {
+	t.Helper()
+	fw := m.fw
+	fw.Resets = o.resets
+	args := fw.Args()
+	if o.readOnlyDisk {
+		n := 0
+		for i, a := range args {
+			if strings.HasPrefix(a, "file=") && strings.Contains(a, ",id=bootdisk") {
+				args[i] = a + ",readonly=on"
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("read-only disk: %d drives with id=bootdisk in %q, want 1", n, args)
+		}
+	}
+	return bootVM(t, qemu.Config{Args: append(args, o.args...)}, timeout)
 }
 
 // bootVM starts the machine cfg describes, its console a new serial, and
@@ -346,6 +399,18 @@ func (s *serial) line(l string) {
 	s.lines = append(s.lines, l)
 	s.mu.Unlock()
 	s.t.Logf("serial %5.1fs: %s", time.Since(s.start).Seconds(), l)
+}
+
+// has reports whether a line holds sub.
+func (s *serial) has(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // after returns, for every line holding marker, the text after it.
