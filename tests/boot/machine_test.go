@@ -299,21 +299,10 @@ func newMachine(t *testing.T, o qemu.OVMF, diskPath string) *machine {
 	return &machine{fw: qemu.FirmwareBoot{OVMF: o, Vars: vars, Disk: diskPath}}
 }
 
-// boot powers the machine on and waits until it powers itself off. With
-// resets, a reset restarts it (firmware and bootloader again) in the same
-// run; without, a reset ends the run too. It fails t if the machine does
-// not power off by itself within timeout, and returns the serial console.
-func (m *machine) boot(t *testing.T, resets bool, timeout time.Duration) *serial {
-	t.Helper()
-	fw := m.fw
-	fw.Resets = resets
-	return bootVM(t, qemu.Config{Args: fw.Args()}, timeout)
-}
-
 // bootOptions change one boot of a machine.
 type bootOptions struct {
 	// resets: a guest or watchdog reset restarts the machine in the same
-	// run (see boot).
+	// run, firmware and bootloader again; without, a reset ends the run.
 	resets bool
 	// readOnlyDisk attaches the disk write protected (readonly=on): the
 	// guest sees a read-only virtio disk, and every write the firmware or
@@ -324,7 +313,9 @@ type bootOptions struct {
 	args []string
 }
 
-// bootWith is boot with the options o.
+// bootWith powers the machine on with the options o and waits until it
+// powers itself off. It fails t if the machine does not power off by
+// itself within timeout, and returns the serial console.
 func (m *machine) bootWith(t *testing.T, o bootOptions, timeout time.Duration) *serial {
 	t.Helper()
 	fw := m.fw
