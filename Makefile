@@ -53,5 +53,9 @@ bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2
 demo: deps build ## chunk a real ext4 image, serve it over HTTP, update a second image from it
 	scripts/demo.sh
 
+.PHONY: qemu
+qemu: ## run BOARD [qemu-x86_64] with LAYOUT [ab] in QEMU, console here (Ctrl-A x quits); RUNBOARD='-repo URL -tpm ...'
+	$(GO) run ./qemu/cmd/runboard -board boards/$(or $(BOARD),qemu-x86_64) -layout $(or $(LAYOUT),ab) $(RUNBOARD)
+
 clean: ## remove build output
 	rm -rf $(BIN)

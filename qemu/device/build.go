@@ -1,0 +1,532 @@
+// Package device builds a board's disk and runs the board in QEMU, for the
+// end-to-end tests, the demo and by hand (qemu/cmd/runboard, `make qemu`).
+//
+// Build makes the disk image a board's definition (boards/<name>/) and one
+// of its layouts describe, without root, loop devices or mounts: the GPT
+// with pkg/blockdev on the image file; the EFI system partition with
+// mkfs.fat on a partition-sized file, filled with mtools (GRUB from
+// grub-mkimage, the board's grub.cfg, a grubenv from pkg/bootenv/grub, the
+// recovery kernel and ramdisk) and copied into place; the slots from image
+// files; the data partition with mkfs.ext4 -d, holding the trusted state
+// release.Provision writes. Disk reads and writes that image's grubenv
+// from the host and finds its partitions; Stick makes a USB stick image
+// holding a bundle.
+//
+// Run starts the board's machine over package qemu, through OVMF and the
+// disk's bootloader or straight into a kernel, with an optional USB stick,
+// user network and TPM; Machine follows its serial console (WaitFor,
+// Lines) and ends it (Wait, PowerCut).
+//
+//	Build(ctx, Spec) ──▶ disk.img ──▶ Run(ctx, RunSpec) ──▶ *Machine
+//	  board.json + grub.cfg          OVMF (its own NVRAM) or -kernel
+//	  recovery kernel + ramdisk      + USB stick, network, swtpm
+//	  slot images, grubenv,          console ──▶ Console, Log, WaitFor
+//	  root.json
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
+	"github.com/lifeboat-update/lifeboat/pkg/board"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/release"
+)
+
+// Where things are on the ESP, as the board's grub.cfg expects them.
+const (
+	// GRUBPrefix is GRUB's prefix: its image is built with
+	// -p /EFI/BOOT and reads grub.cfg there. It is also the removable-media
+	// path OVMF boots without a boot entry.
+	GRUBPrefix = "EFI/BOOT"
+	// GRUBImage is the GRUB EFI image on the ESP.
+	GRUBImage = GRUBPrefix + "/BOOTX64.EFI"
+	// GRUBConfig is grub.cfg on the ESP.
+	GRUBConfig = GRUBPrefix + "/grub.cfg"
+	// RecoveryKernel and RecoveryRamdisk are what the recovery entry boots.
+	RecoveryKernel  = "EFI/lifeboat/vmlinuz"
+	RecoveryRamdisk = "EFI/lifeboat/ramdisk.img"
+	// StateDir is the trusted state's directory in the data partition's
+	// file system (uinit mounts it at /data).
+	StateDir = "lifeboat/state"
+	// GRUBConfigFile is the board's grub.cfg in its directory.
+	GRUBConfigFile = "grub.cfg"
+)
+
+// GRUBModules are built into the GRUB image (there is no module directory
+// on the ESP): docs/bootloader-grub.md's list, regexp for the board's
+// grub.cfg, and reboot and halt for a person at the GRUB prompt.
+func GRUBModules() []string {
+	return []string{
+		"part_gpt", "fat", "ext2", "normal", "linux", "loadenv", "test", "echo",
+		"search", "search_label", "regexp", "reboot", "halt",
+	}
+}
+
+var (
+	// ErrInvalidSpec is wrapped by the errors of Spec.Validate and
+	// RunSpec.Validate.
+	ErrInvalidSpec = errors.New("invalid device spec")
+	// ErrTooBig is wrapped by the error about a file that does not fit in
+	// its partition.
+	ErrTooBig = errors.New("does not fit")
+	// ErrNoPartition is wrapped by the error about a partition label the
+	// layout does not have.
+	ErrNoPartition = errors.New("no such partition")
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidSpec, fmt.Sprintf(format, args...))
+}
+
+// Spec says what Build puts on a device's disk.
+type Spec struct {
+	Board *board.Board
+	// Layout names one of the board's layouts.
+	Layout string
+	// Out is the image to write. An existing file is replaced, but only
+	// once the new image is complete.
+	Out string
+	// Kernel and Ramdisk are the recovery kernel image and ramdisk, copied
+	// to RecoveryKernel and RecoveryRamdisk on the ESP.
+	Kernel  string
+	Ramdisk string
+	// Slots maps slot partition labels (rootfs-a) to the image files
+	// written into them; other slots are left zero.
+	Slots map[string]string
+	// Env are the grubenv variables, written with pkg/bootenv/grub at the
+	// board's env_file; none boots recovery.
+	Env bootenv.Vars
+	// RootJSON, if set, is the repository's root of trust, provisioned
+	// (release.Provision) into StateDir on the data partition.
+	RootJSON []byte
+	// Installed, if set, records that release version as installed
+	// (release.Client.Installed) in the provisioned state: the device
+	// never plans an older one. It needs RootJSON.
+	Installed string
+	// GRUBConfig is the grub.cfg to use; "" means the board's
+	// (GRUBConfigFile in its directory).
+	GRUBConfig string
+}
+
+// grubConfig returns the grub.cfg s uses.
+func (s *Spec) grubConfig() string {
+	if s.GRUBConfig != "" {
+		return s.GRUBConfig
+	}
+	return filepath.Join(s.Board.Dir, GRUBConfigFile)
+}
+
+// Validate checks s without building anything.
+func (s *Spec) Validate() error {
+	if s.Board == nil {
+		return invalid("no board")
+	}
+	b := s.Board
+	l, err := b.Layout(s.Layout)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	if s.Out == "" {
+		return invalid("no output image")
+	}
+	if b.Bootloader.Backend != "grub" {
+		return invalid("board %s: bootloader %s: Build makes GRUB disks only", b.Name, b.Bootloader.Backend)
+	}
+	if b.Arch != "amd64" {
+		return invalid("board %s: arch %s: Build makes x86_64 EFI disks only", b.Name, b.Arch)
+	}
+	esp, ok := l.Role(board.RoleESP)
+	if !ok {
+		return invalid("layout %s has no ESP", s.Layout)
+	}
+	if b.Bootloader.EnvPartition != esp.Label {
+		return invalid("board %s keeps grubenv on %q, not on the ESP %q", b.Name, b.Bootloader.EnvPartition, esp.Label)
+	}
+	if want := GRUBPrefix + "/grubenv"; b.Bootloader.EnvFile != want {
+		return invalid("board %s: env_file %q: GRUB's grub.cfg reads ${prefix}/grubenv, %s", b.Name, b.Bootloader.EnvFile, want)
+	}
+	for what, f := range map[string]string{"recovery kernel": s.Kernel, "recovery ramdisk": s.Ramdisk, "grub.cfg": s.grubConfig()} {
+		if f == "" {
+			return invalid("no %s", what)
+		}
+		if err := isFile(f); err != nil {
+			return invalid("%s: %v", what, err)
+		}
+	}
+	for _, label := range slices.Sorted(maps.Keys(s.Slots)) {
+		p, ok := l.Partition(label)
+		if !ok || p.Role != board.RoleSlot {
+			return invalid("slot %q: layout %s has no slot partition of that label", label, s.Layout)
+		}
+		if err := isFile(s.Slots[label]); err != nil {
+			return invalid("slot %s: %v", label, err)
+		}
+	}
+	if s.Installed != "" && len(s.RootJSON) == 0 {
+		return invalid("an installed version needs root.json to provision the state")
+	}
+	if len(s.RootJSON) > 0 {
+		data, ok := l.Role(board.RoleData)
+		switch {
+		case !ok:
+			return invalid("root.json: layout %s has no data partition", s.Layout)
+		case data.Encrypted:
+			return invalid("root.json: the data partition %s is encrypted; Build cannot write it", data.Label)
+		case data.FS != "ext4":
+			return invalid("root.json: the data partition %s has fs %q, want ext4", data.Label, data.FS)
+		}
+	}
+	return nil
+}
+
+func isFile(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", p)
+	}
+	return nil
+}
+
+// Disk is a device's disk image.
+type Disk struct {
+	Path       string
+	Board      *board.Board
+	LayoutName string
+	Layout     *board.Layout
+	// Table is the image's GPT.
+	Table *blockdev.Table
+}
+
+// Build writes the disk s describes to s.Out and returns it.
+func Build(ctx context.Context, s Spec) (*Disk, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp("", "lifeboat-device-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	d, err := build(ctx, &s, tmp)
+	if err != nil {
+		return nil, fmt.Errorf("build %s disk %s: %w", s.Board.Name, s.Out, err)
+	}
+	return d, nil
+}
+
+func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
+	l, _ := s.Board.Layout(s.Layout)
+	size, err := board.ParseSize(l.DiskSize)
+	if err != nil {
+		return nil, err
+	}
+	gpt, err := l.GPT()
+	if err != nil {
+		return nil, err
+	}
+	// The image appears at Out only when complete, so a half-built one is
+	// never taken for a disk (runboard reuses an existing one).
+	part := s.Out + ".part"
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		f.Close()
+		os.Remove(part)
+	}()
+	if err := f.Truncate(size); err != nil {
+		return nil, err
+	}
+	dev, err := blockdev.Open(part, os.O_RDWR)
+	if err != nil {
+		return nil, err
+	}
+	table, err := gpt.Create(dev)
+	dev.Close()
+	if err != nil {
+		return nil, err
+	}
+	d := &Disk{Path: s.Out, Board: s.Board, LayoutName: s.Layout, Layout: l, Table: table}
+	for _, tp := range table.Partitions {
+		p, _ := l.Partition(tp.Name)
+		off, n := table.Extent(tp)
+		var img string
+		switch {
+		case p.Role == board.RoleESP:
+			img, err = s.esp(ctx, tmp, p, n)
+		case s.Slots[p.Label] != "":
+			img = s.Slots[p.Label]
+		case p.FS == "ext4":
+			img, err = s.ext4(ctx, tmp, p, n)
+		case p.FS == "vfat":
+			img = filepath.Join(tmp, p.Label+".fat")
+			err = mkfsFAT(ctx, img, p.Label, n)
+		}
+		if err == nil && img != "" {
+			err = copyInto(ctx, f, off, n, img)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("partition %s: %w", p.Label, err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(part, s.Out); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// mkfsFAT makes an empty FAT file system of size bytes in the new file
+// img, labelled label.
+func mkfsFAT(ctx context.Context, img, label string, size int64) error {
+	fatLabel := strings.ToUpper(label)
+	if len(fatLabel) > 11 {
+		fatLabel = fatLabel[:11]
+	}
+	_, err := run(ctx, "mkfs.fat", "-n", fatLabel, "-C", img, fmt.Sprint(size/1024))
+	return err
+}
+
+// esp builds the EFI system partition, size bytes, in a file under tmp and
+// returns its path.
+func (s *Spec) esp(ctx context.Context, tmp string, p board.Partition, size int64) (string, error) {
+	img := filepath.Join(tmp, p.Label+".fat")
+	if err := mkfsFAT(ctx, img, p.Label, size); err != nil {
+		return "", err
+	}
+	efi := filepath.Join(tmp, "BOOTX64.EFI")
+	args := append([]string{"-O", "x86_64-efi", "-p", "/" + GRUBPrefix, "-o", efi}, GRUBModules()...)
+	if _, err := run(ctx, "grub-mkimage", args...); err != nil {
+		return "", err
+	}
+	envDir := filepath.Join(tmp, "grubenv")
+	if err := os.Mkdir(envDir, 0o755); err != nil {
+		return "", err
+	}
+	env := s.Env
+	if env == nil {
+		env = bootenv.Vars{}
+	}
+	if err := grub.NewFile(durable.OS(envDir), "grubenv", grub.GRUBWrites()).Save(ctx, env); err != nil {
+		return "", err
+	}
+	dirs := map[string]bool{}
+	files := [][2]string{
+		{efi, GRUBImage},
+		{s.grubConfig(), GRUBConfig},
+		{filepath.Join(envDir, "grubenv"), s.Board.Bootloader.EnvFile},
+		{s.Kernel, RecoveryKernel},
+		{s.Ramdisk, RecoveryRamdisk},
+	}
+	for _, f := range files {
+		for dir := path.Dir(f[1]); dir != "."; dir = path.Dir(dir) {
+			dirs[dir] = true
+		}
+	}
+	mmd := []string{"-i", img}
+	for _, dir := range slices.Sorted(maps.Keys(dirs)) { // parents sort first
+		mmd = append(mmd, "::"+dir)
+	}
+	if _, err := run(ctx, "mmd", mmd...); err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		if _, err := run(ctx, "mcopy", "-i", img, f[0], "::"+f[1]); err != nil {
+			return "", err
+		}
+	}
+	return img, nil
+}
+
+// ext4 makes partition p's ext4 file system, size bytes, in a file under
+// tmp and returns its path. The data partition holds the provisioned
+// trusted state.
+func (s *Spec) ext4(ctx context.Context, tmp string, p board.Partition, size int64) (string, error) {
+	root := filepath.Join(tmp, p.Label+".root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return "", err
+	}
+	if p.Role == board.RoleData && len(s.RootJSON) > 0 {
+		if err := provision(filepath.Join(root, filepath.FromSlash(StateDir)), s.RootJSON, s.Installed); err != nil {
+			return "", err
+		}
+	}
+	img := filepath.Join(tmp, p.Label+".ext4")
+	f, err := os.Create(img)
+	if err != nil {
+		return "", err
+	}
+	err = f.Truncate(size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	label := p.Label
+	if len(label) > 16 {
+		label = label[:16]
+	}
+	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d", root, img); err != nil {
+		return "", err
+	}
+	return img, nil
+}
+
+// provision writes the trusted state for rootJSON into dir, and records
+// installed (if not "") as the installed release.
+func provision(dir string, rootJSON []byte, installed string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	state := durable.OS(dir)
+	if err := release.Provision(state, rootJSON); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	if installed != "" {
+		if err := (&release.Client{State: state}).Installed(installed); err != nil {
+			return fmt.Errorf("record installed %s: %w", installed, err)
+		}
+	}
+	return nil
+}
+
+// Open returns the disk at path, an image Build made for layout of b.
+func Open(b *board.Board, layout, path string) (*Disk, error) {
+	l, err := b.Layout(layout)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	t, err := blockdev.ReadGPT(f, fi.Size(), 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, p := range l.Partitions {
+		if _, err := t.Find(blockdev.Match{Label: p.Label}); err != nil {
+			return nil, fmt.Errorf("%s is not a %s %s disk: %w", path, b.Name, layout, err)
+		}
+	}
+	return &Disk{Path: path, Board: b, LayoutName: layout, Layout: l, Table: t}, nil
+}
+
+// Partition returns the offset and size in bytes of the partition labelled
+// label in the image.
+func (d *Disk) Partition(label string) (off, size int64, err error) {
+	for _, p := range d.Table.Partitions {
+		if p.Name == label {
+			off, size = d.Table.Extent(p)
+			return off, size, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%s: %q: %w", d.Path, label, ErrNoPartition)
+}
+
+// mtoolsImage is the mtools -i argument for the FAT in partition label.
+func (d *Disk) mtoolsImage(label string) (string, error) {
+	off, _, err := d.Partition(label)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s@@%d", d.Path, off), nil
+}
+
+// Env reads the grubenv in the image with pkg/bootenv/grub. The machine
+// must not be running.
+func (d *Disk) Env(ctx context.Context) (bootenv.Vars, error) {
+	tmp, err := os.MkdirTemp("", "lifeboat-grubenv-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	img, err := d.mtoolsImage(d.Board.Bootloader.EnvPartition)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := run(ctx, "mcopy", "-o", "-i", img, "::"+d.Board.Bootloader.EnvFile, filepath.Join(tmp, "grubenv")); err != nil {
+		return nil, fmt.Errorf("%w: %w", bootenv.ErrNoEnv, err)
+	}
+	return grub.NewFile(durable.OS(tmp), "grubenv").Load(ctx)
+}
+
+// SetEnv replaces the grubenv in the image with v, written as Lifeboat
+// writes it on a device (grub.GRUBWrites). The machine must not be
+// running.
+func (d *Disk) SetEnv(ctx context.Context, v bootenv.Vars) error {
+	tmp, err := os.MkdirTemp("", "lifeboat-grubenv-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	img, err := d.mtoolsImage(d.Board.Bootloader.EnvPartition)
+	if err != nil {
+		return err
+	}
+	if err := grub.NewFile(durable.OS(tmp), "grubenv", grub.GRUBWrites()).Save(ctx, v); err != nil {
+		return err
+	}
+	_, err = run(ctx, "mcopy", "-o", "-i", img, filepath.Join(tmp, "grubenv"), "::"+d.Board.Bootloader.EnvFile)
+	return err
+}
+
+// UpdateEnv sets the variables in set and deletes those in unset in the
+// image's grubenv, and returns the result.
+func (d *Disk) UpdateEnv(ctx context.Context, set bootenv.Vars, unset ...string) (bootenv.Vars, error) {
+	v, err := d.Env(ctx)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(v, set)
+	for _, k := range unset {
+		delete(v, k)
+	}
+	return v, d.SetEnv(ctx, v)
+}
+
+// PutRecovery replaces the recovery kernel and ramdisk on the image's ESP,
+// for a disk kept across runs while its ramdisk is rebuilt. The machine
+// must not be running.
+func (d *Disk) PutRecovery(ctx context.Context, kernel, ramdisk string) error {
+	esp, ok := d.Layout.Role(board.RoleESP)
+	if !ok {
+		return fmt.Errorf("%s: layout %s has no ESP", d.Path, d.LayoutName)
+	}
+	img, err := d.mtoolsImage(esp.Label)
+	if err != nil {
+		return err
+	}
+	for _, f := range [][2]string{{kernel, RecoveryKernel}, {ramdisk, RecoveryRamdisk}} {
+		if _, err := run(ctx, "mcopy", "-o", "-i", img, f[0], "::"+f[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
