@@ -5,7 +5,7 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: help deps build test unit e2e lint fuzz bench demo clean
+.PHONY: help deps build ramdisk test unit e2e lint fuzz bench demo clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -15,6 +15,10 @@ deps: ## install what tests, benchmarks and the demo need (apt-get, go mod downl
 
 build: ## build the commands into bin/
 	$(GO) build -o $(BIN)/ ./cmds/...
+
+ramdisk: ## recovery ramdisk for BOARD [qemu-x86_64] (ROOT=root.json to bake in) into out/BOARD/; fails past its budget
+	$(GO) run ./initramfs/cmd/mkramdisk -board boards/$(or $(BOARD),qemu-x86_64) \
+		-o out/$(or $(BOARD),qemu-x86_64)/ramdisk.cpio.xz $(if $(ROOT),-root $(ROOT))
 
 test: deps lint ## the whole test suite: lint, unit and VM tests (race detector), end-to-end interop
 	$(GO) test -race -count=1 ./pkg/... ./internal/... ./cmds/... ./qemu/...
