@@ -5,7 +5,10 @@ BIN     := bin
 GOFLAGS ?=
 export GOFLAGS
 
-.PHONY: help deps build ramdisk test unit e2e lint fuzz bench demo clean
+# Every package but the end-to-end tests, which run on their own after.
+PKGS = $$($(GO) list ./... | grep -v '/tests$$')
+
+.PHONY: help deps build ramdisk test unit e2e lint fuzz bench demo qemu clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,11 +24,11 @@ ramdisk: ## recovery ramdisk for BOARD [qemu-x86_64] (ROOT=root.json to bake in)
 		-o out/$(or $(BOARD),qemu-x86_64)/ramdisk.cpio.xz $(if $(ROOT),-root $(ROOT))
 
 test: deps lint ## the whole test suite: lint, unit and VM tests (race detector), end-to-end interop
-	$(GO) test -race -count=1 ./pkg/... ./internal/... ./cmds/... ./qemu/...
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 20m ./tests/...
 
 unit: ## unit tests only: no root, no real peers, no VM (VM tests skip)
-	$(GO) test -short -count=1 ./pkg/... ./internal/... ./cmds/... ./qemu/...
+	$(GO) test -short -count=1 $(PKGS)
 
 e2e: deps ## end-to-end interop tests against the real casync
 	$(GO) test -count=1 -v -timeout 20m ./tests/...
@@ -36,18 +39,13 @@ lint: ## gofmt, go vet, go mod tidy check
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
-fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
-	@for t in FuzzReadIndex FuzzDecode; do $(GO) test ./pkg/chunk -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
-	$(GO) test ./pkg/store -run XXX -fuzz '^FuzzHandlerPath$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzReadSuperblock$$' -fuzztime $${FUZZTIME:-30s}
-	@for t in FuzzParseDep FuzzReadModinfo; do $(GO) test ./pkg/kmod -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
-	$(GO) test ./qemu/vminit -run XXX -fuzz '^FuzzParseMarker$$' -fuzztime $${FUZZTIME:-30s}
-	@for t in FuzzDecodeList FuzzDecodeStatus; do $(GO) test ./pkg/dm -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
-	$(GO) test ./pkg/verity -run XXX -fuzz '^FuzzParseTable$$' -fuzztime $${FUZZTIME:-30s}
-	$(GO) test ./pkg/tpm -run XXX -fuzz '^FuzzParseSealed$$' -fuzztime $${FUZZTIME:-30s}
-	@for t in FuzzReadHeader FuzzParseMetadata; do $(GO) test ./pkg/dmcrypt -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
-	@for t in FuzzDecodeRoot FuzzDecodeTargets FuzzDecodeSnapshot FuzzDecodeTimestamp FuzzRefreshTimestamp FuzzRefreshRoot; do \
-		$(GO) test ./pkg/release -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; done
+fuzz: ## run every fuzz target of every package for FUZZTIME (default 30s) each
+	@for pkg in $(PKGS); do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz: $$pkg $$t"; \
+			$(GO) test $$pkg -run XXX -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} -parallel 1 || exit 1; \
+		done; \
+	done
 
 bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost
 	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/ ./pkg/verity/
@@ -57,9 +55,8 @@ bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2
 demo: deps build ## chunk a real ext4 image, serve it over HTTP, update a second image from it
 	scripts/demo.sh
 
-.PHONY: qemu
 qemu: ## run BOARD [qemu-x86_64] with LAYOUT [ab] in QEMU, console here (Ctrl-A x quits); RUNBOARD='-repo URL -tpm ...'
 	$(GO) run ./qemu/cmd/runboard -board boards/$(or $(BOARD),qemu-x86_64) -layout $(or $(LAYOUT),ab) $(RUNBOARD)
 
 clean: ## remove build output
-	rm -rf $(BIN)
+	rm -rf $(BIN) out
