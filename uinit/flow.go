@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -107,6 +110,7 @@ type flow struct {
 	p      params
 	layout *board.Layout
 	env    bootenv.Env // the bootloader environment, once open
+	data   string      // where the data partition is mounted
 	start  time.Time
 	last   time.Time
 	res    Result
@@ -266,12 +270,16 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		if err != nil {
 			return "", "", &phaseError{"disk", err}
 		}
-		seed, c, err := assemble.OpenSeed(seedDev, "")
+		seed, c, err := f.openSeed(seedDev, string(active), class)
 		if err != nil {
 			return "", "", &phaseError{"disk", err}
 		}
 		defer c.Close()
 		seeds = append(seeds, seed)
+		// The target's index no longer describes it once writing starts.
+		if err := f.dataFS().Remove(install.SlotIndexName(string(target), class)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", "", &phaseError{"state", err}
+		}
 	}
 	client := &release.Client{State: durable.OS(stateDir), Fetch: fetch, Board: f.board.Name}
 	res, err := install.Install(ctx, client, slots, install.Options{
@@ -292,6 +300,9 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	f.res.Version = res.Version
 	verity := ""
 	for _, im := range res.Images {
+		if err := f.keepIndex(string(target), im); err != nil {
+			f.say("keeping the index of %s %s: %v (the next update chunks the slot instead)", target, im.Class, err)
+		}
 		f.say("wrote %s %s into %s (%s):", res.Version, im.Class, target, im.Slot)
 		im.Stats.WriteSummary(f.console)
 		f.res.FetchedBytes += im.Stats.Fetched()
@@ -314,6 +325,37 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	f.say("bootloader: %s is next, with %d tries", target, slot.DefaultTries)
 	f.phase("switch")
 	return string(target), verity, nil
+}
+
+func (f *flow) dataFS() durable.FS { return durable.OS(f.data) }
+
+// openSeed opens a slot's partition as a seed, with the index of the
+// image in it when the data partition keeps one, so that it need not be
+// chunked.
+func (f *flow) openSeed(dev, s, class string) (*assemble.Seed, io.Closer, error) {
+	idx := filepath.Join(f.data, filepath.FromSlash(install.SlotIndexName(s, class)))
+	if _, err := os.Stat(idx); err != nil {
+		return assemble.OpenSeed(dev, "")
+	}
+	seed, c, err := assemble.OpenSeed(dev, idx)
+	if err != nil {
+		f.say("seed %s: %v; chunking the slot instead", s, err)
+		return assemble.OpenSeed(dev, "")
+	}
+	return seed, c, nil
+}
+
+// keepIndex records the index of the image just written into slot s.
+func (f *flow) keepIndex(s string, im install.ImageResult) error {
+	var buf bytes.Buffer
+	if _, err := im.Index.WriteTo(&buf); err != nil {
+		return err
+	}
+	name := install.SlotIndexName(s, im.Class)
+	if err := f.dataFS().MkdirAll(path.Dir(name), 0o755); err != nil {
+		return err
+	}
+	return durable.WriteFile(f.dataFS(), name, buf.Bytes(), 0o644)
 }
 
 // rootClass is the class whose slot holds the kernel to start: rootfs
@@ -401,6 +443,10 @@ func pickSlots(st slot.Status, names []slot.Name) (active, target slot.Name) {
 func describe(st slot.Status) string {
 	var parts []string
 	for _, s := range st.Slots {
+		if s.Name.ReadOnly() {
+			parts = append(parts, string(s.Name))
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%s %s (%d left)", s.Name, s.State, s.TriesLeft))
 	}
 	return strings.Join(parts, ", ")
@@ -424,6 +470,7 @@ func (f *flow) openState(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	f.data = dir
 	state := filepath.Join(dir, "lifeboat", "state")
 	if _, err := os.Stat(filepath.Join(state, "root.json")); err == nil {
 		return state, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
@@ -356,6 +357,11 @@ func TestUpdateAB(t *testing.T) {
 		}
 	}
 
+	data := d.sys.mounts[d.sys.parts["data"]]
+	if _, err := os.Stat(filepath.Join(data, install.SlotIndexName("B", "rootfs"))); err != nil {
+		t.Errorf("B's index was not kept for the next update: %v", err)
+	}
+
 	// B boots and marks itself good.
 	vars, err := slot.NewVars(d.envFile(), slot.WithSlots("A", "B"), slot.WithCmdline(os.DevNull))
 	if err != nil {
@@ -385,6 +391,15 @@ func TestUpdateAB(t *testing.T) {
 	}
 	if got := d.sys.calls[len(d.sys.calls)-1]; got != "reboot" {
 		t.Errorf("last call %s, want reboot (lifeboat.after=reboot)", got)
+	}
+	for s, v := range map[string]string{"A": "2", "B": "1"} {
+		idx, err := chunk.ReadIndexFile(filepath.Join(data, install.SlotIndexName(s, "rootfs")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := uint64(r.rels[v].Images[0].Size); idx.Size() != want {
+			t.Errorf("slot %s: kept index covers %d bytes, want release %s's %d", s, idx.Size(), v, want)
+		}
 	}
 	env = d.env()
 	if env[slot.OrderVar] != "A B recovery" || env[slot.LeftVar("A")] != "3" || env["LIFEBOAT_A_VERITY"] != fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash) {

@@ -54,6 +54,19 @@ type ImageResult struct {
 	// Verity is the image's signed dm-verity description, if it has one:
 	// what the boot entry needs to open the slot.
 	Verity *release.Verity `json:"verity,omitempty"`
+	// Index is the image's verified index: kept beside the slot
+	// (SlotIndexName), it lets the next install use the slot as a seed
+	// without chunking it again.
+	Index *chunk.Index `json:"-"`
+}
+
+// SlotIndexName is where, relative to the data partition's root, a device
+// keeps the index of the image in a slot of a class, so that the next
+// install can seed from the slot without chunking it. An index that does
+// not match the slot costs only speed: every seed chunk is verified
+// before it is used.
+func SlotIndexName(slot, class string) string {
+	return "lifeboat/slots/" + slot + "." + class + ".caibx"
 }
 
 // Result describes a finished install.
@@ -86,7 +99,7 @@ func Install(ctx context.Context, c *release.Client, slots map[string]string, op
 		if err != nil {
 			return res, fmt.Errorf("install %s %s into %s: %w", plan.Version, im.Class, slots[im.Class], err)
 		}
-		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st, Verity: im.Verity})
+		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st, Verity: im.Verity, Index: im.Index})
 	}
 	if err := c.Installed(plan.Version); err != nil {
 		return res, err

@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path"
@@ -114,6 +115,10 @@ type Spec struct {
 	// (release.Client.Installed) in the provisioned state: the device
 	// never plans an older one. It needs RootJSON.
 	Installed string
+	// DataFiles are more files for the data partition: its path in the
+	// file system (slash-separated) to the host file to copy there, such
+	// as a slot's index (install.SlotIndexName).
+	DataFiles map[string]string
 	// GRUBConfig is the grub.cfg to use; "" means the board's
 	// (GRUBConfigFile in its directory).
 	GRUBConfig string
@@ -171,6 +176,14 @@ func (s *Spec) Validate() error {
 		}
 		if err := isFile(s.Slots[label]); err != nil {
 			return invalid("slot %s: %v", label, err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.DataFiles)) {
+		if !fs.ValidPath(name) || name == "." {
+			return invalid("data file %q: want a relative slash path", name)
+		}
+		if err := isFile(s.DataFiles[name]); err != nil {
+			return invalid("data file %s: %v", name, err)
 		}
 	}
 	if s.Installed != "" && len(s.RootJSON) == 0 {
@@ -369,6 +382,21 @@ func (s *Spec) ext4(ctx context.Context, tmp string, p board.Partition, size int
 	if p.Role == board.RoleData && len(s.RootJSON) > 0 {
 		if err := provision(filepath.Join(root, filepath.FromSlash(StateDir)), s.RootJSON, s.Installed); err != nil {
 			return "", err
+		}
+	}
+	if p.Role == board.RoleData {
+		for _, name := range slices.Sorted(maps.Keys(s.DataFiles)) {
+			b, err := os.ReadFile(s.DataFiles[name])
+			if err != nil {
+				return "", err
+			}
+			dst := filepath.Join(root, filepath.FromSlash(name))
+			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+				return "", err
+			}
+			if err := os.WriteFile(dst, b, 0o644); err != nil {
+				return "", err
+			}
 		}
 	}
 	img := filepath.Join(tmp, p.Label+".ext4")

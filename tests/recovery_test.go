@@ -1,0 +1,557 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/demo"
+	"github.com/lifeboat-update/lifeboat/initramfs"
+	"github.com/lifeboat-update/lifeboat/internal/testtool"
+	"github.com/lifeboat-update/lifeboat/pkg/board"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/install"
+	"github.com/lifeboat-update/lifeboat/pkg/publish"
+	lbrelease "github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/slot"
+	"github.com/lifeboat-update/lifeboat/pkg/store"
+	"github.com/lifeboat-update/lifeboat/pkg/verity"
+	"github.com/lifeboat-update/lifeboat/qemu"
+	qdevice "github.com/lifeboat-update/lifeboat/qemu/device"
+)
+
+// The recovery tests boot the qemu-x86_64 board's recovery ramdisk (built
+// by initramfs/ from this checkout) on its pinned kernel, against a
+// repository of demo OS releases (demo/) served from the host, and check
+// what the console says, what the slots hold and what the bootloader's
+// environment says afterwards.
+
+// recoveryFixture is built once per test process: the ramdisk, the
+// releases, the repository and slot A's factory content.
+type recoveryFixture struct {
+	board   *board.Board
+	kernel  string // the board kernel's image
+	ramdisk string
+	repo    string // v1 and v2, signed
+	oldRepo string // the same repository when it had v1 only
+	root    []byte // its root.json
+	slotV1  string // slot content of release 1: image and verity tree
+	rels    map[string]lbrelease.Release
+	images  map[string]string // the demo images, by version
+}
+
+var (
+	recoveryOnce sync.Once
+	recoveryFix  *recoveryFixture
+	recoveryErr  error
+)
+
+func needRecovery(t *testing.T) *recoveryFixture {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short skips tests that boot a VM; make test runs them")
+	}
+	for _, tool := range append(qdevice.Tools(), "qemu-system-x86_64", "xz", "go", "mkfs.ext4", "debugfs") {
+		testtool.Require(t, tool)
+	}
+	recoveryOnce.Do(func() { recoveryFix, recoveryErr = buildRecoveryFixture(t) })
+	if recoveryErr != nil {
+		t.Fatal(recoveryErr)
+	}
+	if recoveryFix == nil {
+		t.Fatal("building the recovery fixture failed in an earlier test")
+	}
+	return recoveryFix
+}
+
+func buildRecoveryFixture(t *testing.T) (*recoveryFixture, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := filepath.Join(workDir, "recovery") // removed by TestMain
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	b, err := board.Load(filepath.Join("..", "boards", "qemu-x86_64"))
+	if err != nil {
+		return nil, err
+	}
+	f := &recoveryFixture{board: b, rels: map[string]lbrelease.Release{}, images: map[string]string{}}
+	k, err := qdevice.BoardKernel(ctx, b, t.Logf)
+	if err != nil {
+		return nil, err
+	}
+	f.kernel = k.Image()
+
+	f.ramdisk = filepath.Join(dir, "ramdisk.cpio.xz")
+	res, err := initramfs.Build(ctx, initramfs.Options{Board: b, Output: f.ramdisk, ModuleRoot: ".."})
+	if err != nil {
+		return nil, fmt.Errorf("ramdisk: %w", err)
+	}
+	t.Logf("ramdisk: %d bytes compressed (budget %d), built in %s", res.Compressed, res.Budget, res.Elapsed.Round(time.Second))
+
+	// The repository: keys, then v1; a copy of it as it was; then v2.
+	keyDir := filepath.Join(dir, "keys")
+	if err := os.Mkdir(keyDir, 0o700); err != nil {
+		return nil, err
+	}
+	ks := publish.KeySet{}
+	for _, role := range lbrelease.Roles {
+		s, err := lbrelease.GenerateKey(filepath.Join(keyDir, role+".key"))
+		if err != nil {
+			return nil, err
+		}
+		ks[role] = []lbrelease.Signer{s}
+	}
+	f.repo = filepath.Join(dir, "repo")
+	repo, err := publish.Init(f.repo, ks, nil)
+	if err != nil {
+		return nil, err
+	}
+	if f.root, err = os.ReadFile(filepath.Join(f.repo, lbrelease.MetadataDir, "1.root.json")); err != nil {
+		return nil, err
+	}
+	for _, v := range []string{"1", "2"} {
+		img := filepath.Join(dir, "demo-"+v+".img")
+		if _, err := demo.BuildImage(ctx, demo.Options{Board: b, Version: v, Kernel: k, Out: img}); err != nil {
+			return nil, fmt.Errorf("demo image %s: %w", v, err)
+		}
+		p := verity.DefaultParams()
+		im, err := repo.AddImage(ctx, "rootfs", img, publish.ImageOptions{Params: chunk.DefaultParams, Digest: chunk.SHA512256, Verity: &p})
+		if err != nil {
+			return nil, err
+		}
+		rel := lbrelease.Release{Board: b.Name, Version: v, Created: time.Now().UTC(), Images: []lbrelease.Image{im}}
+		if err := repo.AddRelease(rel, ks); err != nil {
+			return nil, err
+		}
+		f.rels[v] = rel
+		f.images[v] = img
+		if v == "1" {
+			f.oldRepo = filepath.Join(dir, "repo-v1")
+			copyTree(t, f.oldRepo, f.repo)
+		}
+	}
+
+	// Slot A's factory content: release 1 installed from the repository
+	// by the same pipeline, into a file.
+	f.slotV1 = filepath.Join(dir, "slot-v1.img")
+	state := filepath.Join(dir, "factory-state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, err
+	}
+	if err := lbrelease.Provision(durable.OS(state), f.root); err != nil {
+		return nil, err
+	}
+	st, err := store.NewLocal(filepath.Join(f.oldRepo, lbrelease.StoreDir))
+	if err != nil {
+		return nil, err
+	}
+	client := &lbrelease.Client{State: durable.OS(state), Fetch: lbrelease.DirFetcher{Dir: f.oldRepo}, Board: b.Name}
+	if _, err := install.Install(ctx, client, map[string]string{"rootfs": f.slotV1}, install.Options{Stores: []store.Store{st}}); err != nil {
+		return nil, fmt.Errorf("factory install of v1: %w", err)
+	}
+	return f, nil
+}
+
+
+func verityArg(im lbrelease.Image) string {
+	return fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+}
+
+// newDevice builds a disk with v1 in slot A, good, and the trusted state
+// provisioned with v1 installed.
+func (f *recoveryFixture) newDevice(t *testing.T, env bootenv.Vars) *qdevice.Disk {
+	t.Helper()
+	vars := bootenv.Vars{
+		slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0",
+		"LIFEBOAT_A_VERITY": verityArg(f.rels["1"].Images[0]),
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	d, err := qdevice.Build(t.Context(), qdevice.Spec{
+		Board: f.board, Layout: "ab", Out: filepath.Join(t.TempDir(), "disk.img"),
+		Kernel: f.kernel, Ramdisk: f.ramdisk,
+		Slots:    map[string]string{"rootfs-a": f.slotV1},
+		Env:      vars,
+		RootJSON: f.root, Installed: "1",
+		// What the factory keeps beside slot A: its image's index.
+		DataFiles: map[string]string{install.SlotIndexName("A", "rootfs"): filepath.Join(f.repo, filepath.FromSlash(f.rels["1"].Images[0].Index.Path))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// repoServer serves a repository directory on the host's loopback and
+// counts the chunk bytes it sends.
+type repoServer struct {
+	url        string // as the guest reaches it
+	chunkBytes atomic.Int64
+	dir        atomic.Value // string
+}
+
+func serveRepo(t *testing.T, dir string) *repoServer {
+	t.Helper()
+	s := &repoServer{}
+	s.dir.Store(dir)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/"+lbrelease.StoreDir+"/") {
+			w = &countingWriter{ResponseWriter: w, n: &s.chunkBytes}
+		}
+		http.FileServer(http.Dir(s.dir.Load().(string))).ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	s.url = fmt.Sprintf("http://10.0.2.2:%d/", ln.Addr().(*net.TCPAddr).Port)
+	return s
+}
+
+
+// ramdiskResult is the flow's LIFEBOAT-RESULT line.
+type ramdiskResult struct {
+	OK           bool   `json:"ok"`
+	Check        string `json:"check"`
+	Error        string `json:"error"`
+	Version      string `json:"version"`
+	Slot         string `json:"slot"`
+	Seed         string `json:"seed"`
+	Source       string `json:"source"`
+	FetchedBytes int64  `json:"fetched_bytes"`
+	ImageBytes   int64  `json:"image_bytes"`
+	Phases       []struct {
+		Name    string  `json:"name"`
+		Seconds float64 `json:"seconds"`
+	} `json:"phases"`
+}
+
+var (
+	resultRE = regexp.MustCompile(`LIFEBOAT-RESULT (\{.*\})`)
+	demoRE   = regexp.MustCompile(`LIFEBOAT-DEMO (version=\S+ slot=\S+ verity=ok|FAILED.*|marked-good slot=\S+)`)
+)
+
+// boot runs the device to the end (power-off) and returns its console.
+func (f *recoveryFixture) boot(t *testing.T, spec qdevice.RunSpec) []string {
+	t.Helper()
+	spec.Board = f.board
+	spec.Log = filepath.Join(t.TempDir(), "console.log")
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	start := time.Now()
+	m, err := qdevice.Run(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Wait()
+	lines := m.Lines()
+	t.Logf("machine ran %s", time.Since(start).Round(100*time.Millisecond))
+	if err != nil {
+		t.Fatalf("machine: %v; console:\n%s", err, strings.Join(lines, "\n"))
+	}
+	return lines
+}
+
+// direct boots the recovery ramdisk straight from the kernel, as the
+// recovery entry would, with the command line's extra parameters.
+func (f *recoveryFixture) direct(disk *qdevice.Disk, extra string) qdevice.RunSpec {
+	return qdevice.RunSpec{
+		Disk: disk.Path, Kernel: f.kernel, Initrd: f.ramdisk, Net: &qemu.NetUser{},
+		Append: "console=ttyS0,115200 panic=-1 lifeboat.mode=update lifeboat.layout=ab lifeboat.onfail=poweroff " + extra,
+	}
+}
+
+func ramdiskResultOf(t *testing.T, lines []string) ramdiskResult {
+	t.Helper()
+	for _, l := range lines {
+		if m := resultRE.FindStringSubmatch(l); m != nil {
+			var r ramdiskResult
+			if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
+				t.Fatalf("%s: %v", l, err)
+			}
+			return r
+		}
+	}
+	t.Fatalf("no LIFEBOAT-RESULT on the console:\n%s", strings.Join(lines, "\n"))
+	return ramdiskResult{}
+}
+
+func demoLines(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if m := demoRE.FindStringSubmatch(l); m != nil {
+			out = append(out, m[1])
+		}
+	}
+	return out
+}
+
+func envOf(t *testing.T, d *qdevice.Disk) bootenv.Vars {
+	t.Helper()
+	v, err := d.Env(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// needBytes is the stored size of the distinct chunks of release v that
+// release seed lacks: what an update seeded by seed must fetch.
+func (f *recoveryFixture) needBytes(t *testing.T, v, seed string) int64 {
+	t.Helper()
+	ids := func(v string) []chunk.Entry {
+		idx, err := chunk.ReadIndexFile(filepath.Join(f.repo, filepath.FromSlash(f.rels[v].Images[0].Index.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx.Chunks
+	}
+	have := map[chunk.ID]bool{}
+	for _, c := range ids(seed) {
+		have[c.ID] = true
+	}
+	var n int64
+	for _, c := range ids(v) {
+		if have[c.ID] {
+			continue
+		}
+		have[c.ID] = true
+		fi, err := os.Stat(filepath.Join(f.repo, lbrelease.StoreDir, c.ID.String()[:4], c.ID.String()+".cacnk"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	return n
+}
+
+// TestRecoveryAB is acceptance 1 (kexec), 3 and 4 (dm-verity) of the
+// recovery ramdisk, on qemu-x86_64's ab layout, one device through its
+// life: offers it must refuse (a tampered chunk, tampered metadata), after
+// which the old system still boots; then v1 -> v2 over the network into
+// B, seeded by A, and kexec into v2, which verifies itself and marks B
+// good; then the older release re-offered; then a corrupted block in B.
+func TestRecoveryAB(t *testing.T) {
+	f := needRecovery(t)
+	srv := serveRepo(t, f.repo)
+	// Offers to refuse go to one device, the update to another, whose
+	// inactive slot holds nothing the refused offers wrote.
+	refused, d := f.newDevice(t, nil), f.newDevice(t, nil)
+
+	refuse := func(t *testing.T, d *qdevice.Disk, dir, check string) {
+		t.Helper()
+		before := envOf(t, d)
+		srv.dir.Store(dir)
+		lines := f.boot(t, f.direct(d, "lifeboat.source=net lifeboat.repo="+srv.url))
+		res := ramdiskResultOf(t, lines)
+		if res.OK || res.Check != check {
+			t.Fatalf("result %+v, want a failure of check %q; console:\n%s", res, check, strings.Join(lines, "\n"))
+		}
+		if !containsLine(lines, "FAILED ("+res.Check+")") {
+			t.Errorf("the console does not name the check %q", res.Check)
+		}
+		if after := envOf(t, d); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("grubenv changed: %v -> %v", before, after)
+		}
+	}
+
+	t.Run("tampered chunk", func(t *testing.T) {
+		dir := f.tamperedCopy(t, func(dir string) {
+			// A chunk v2 has and v1 lacks, so that it is fetched.
+			id := f.newChunk(t, "2", "1")
+			p := filepath.Join(dir, lbrelease.StoreDir, id[:4], id+".cacnk")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/2] ^= 1
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+		refuse(t, refused, dir, lbrelease.ErrArbitrarySoftware.Error())
+	})
+	t.Run("tampered metadata", func(t *testing.T) {
+		dir := f.tamperedCopy(t, func(dir string) {
+			p := filepath.Join(dir, lbrelease.MetadataDir, "timestamp.json")
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, bytes.Replace(b, []byte(`"version":`), []byte(`"version": `), 1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		})
+		refuse(t, refused, dir, lbrelease.ErrArbitrarySoftware.Error())
+	})
+	t.Run("old system boots", func(t *testing.T) {
+		lines := f.boot(t, qdevice.RunSpec{Disk: refused.Path})
+		if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=1 slot=A verity=ok") || !strings.Contains(got, "marked-good slot=A") {
+			t.Fatalf("A did not boot v1: %s", got)
+		}
+	})
+
+	t.Run("update", func(t *testing.T) {
+		srv.dir.Store(f.repo)
+		srv.chunkBytes.Store(0)
+		lines := f.boot(t, f.direct(d, "lifeboat.source=net lifeboat.repo="+srv.url))
+		res := ramdiskResultOf(t, lines)
+		if !res.OK || res.Version != "2" || res.Slot != "B" || res.Seed != "A" {
+			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
+		}
+		need := f.needBytes(t, "2", "1")
+		if res.FetchedBytes != need || srv.chunkBytes.Load() != need {
+			t.Errorf("fetched %d bytes (the server sent %d), want %d: the chunks v2 has beyond v1", res.FetchedBytes, srv.chunkBytes.Load(), need)
+		}
+		t.Logf("fetched %d bytes for a %d-byte image; phases %+v", res.FetchedBytes, res.ImageBytes, res.Phases)
+		if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=2 slot=B verity=ok") || !strings.Contains(got, "marked-good slot=B") {
+			t.Errorf("v2 did not boot and mark itself good after kexec: %s", got)
+		}
+		env := envOf(t, d)
+		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != verityArg(f.rels["2"].Images[0]) {
+			t.Errorf("grubenv after the update: %v", env)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	t.Run("older release", func(t *testing.T) {
+		refuse(t, d, f.oldRepo, lbrelease.ErrRollback.Error())
+	})
+	t.Run("verity", func(t *testing.T) {
+		// A flipped byte in a file of B's file system: B's reads fail
+		// rather than lie, and it does not mark itself good.
+		off, _, err := d.Partition("rootfs-b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		flipByte(t, d.Path, off+f.payloadOffset(t, "2"))
+		lines := f.boot(t, qdevice.RunSpec{Disk: d.Path})
+		got := strings.Join(demoLines(lines), "; ")
+		if !strings.Contains(got, "FAILED") || !strings.Contains(got, "verity") || strings.Contains(got, "marked-good") {
+			t.Errorf("corrupted B: %s", got)
+		}
+	})
+}
+
+// tamperedCopy copies the repository and lets tamper change the copy.
+func (f *recoveryFixture) tamperedCopy(t *testing.T, tamper func(dir string)) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "repo")
+	copyTree(t, dir, f.repo)
+	tamper(dir)
+	return dir
+}
+
+// newChunk is the ID of a chunk release v has and release old lacks.
+func (f *recoveryFixture) newChunk(t *testing.T, v, old string) string {
+	t.Helper()
+	read := func(v string) []chunk.Entry {
+		idx, err := chunk.ReadIndexFile(filepath.Join(f.repo, filepath.FromSlash(f.rels[v].Images[0].Index.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return idx.Chunks
+	}
+	have := map[chunk.ID]bool{}
+	for _, c := range read(old) {
+		have[c.ID] = true
+	}
+	for _, c := range read(v) {
+		if !have[c.ID] {
+			return c.ID.String()
+		}
+	}
+	t.Fatalf("release %s has no chunk %s lacks", v, old)
+	return ""
+}
+
+// payloadOffset is the offset in release v's image of a data block of one
+// of its payload files.
+func (f *recoveryFixture) payloadOffset(t *testing.T, v string) int64 {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "bmap /"+demo.PayloadDir+"/base-03.bin 100", f.images[v]).Output()
+	if err != nil {
+		t.Fatalf("debugfs bmap: %v", err)
+	}
+	block, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil || block <= 0 {
+		t.Fatalf("debugfs bmap = %q: %v", out, err)
+	}
+	return block * 4096
+}
+
+
+func containsLine(lines []string, s string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
+}
+
+
+// TestRecoveryReboot is acceptance 1's second run: the recovery entry is
+// chosen by the real bootloader (OVMF, GRUB and the board's grub.cfg), the
+// ramdisk updates over the network and reboots, and GRUB boots v2 from B.
+func TestRecoveryReboot(t *testing.T) {
+	f := needRecovery(t)
+	srv := serveRepo(t, f.repo)
+	d := f.newDevice(t, bootenv.Vars{
+		slot.OrderVar:            "recovery A B",
+		"lifeboat_recovery_args": "lifeboat.source=net lifeboat.repo=" + srv.url + " lifeboat.after=reboot lifeboat.onfail=poweroff",
+	})
+	lines := f.boot(t, qdevice.RunSpec{Disk: d.Path, Net: &qemu.NetUser{}, Resets: true})
+	res := ramdiskResultOf(t, lines)
+	if !res.OK || res.Version != "2" || res.Slot != "B" {
+		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
+	}
+	if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=2 slot=B verity=ok") || !strings.Contains(got, "marked-good slot=B") {
+		t.Errorf("GRUB did not boot v2 from B after the reboot: %s", got)
+	}
+	env := envOf(t, d)
+	if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B ") {
+		t.Errorf("grubenv: %v", env)
+	}
+}
+
+// TestRecoveryUSB is acceptance 2: the release comes from a bundle on an
+// emulated USB stick, with no network at all.
+func TestRecoveryUSB(t *testing.T) {
+	f := needRecovery(t)
+	d := f.newDevice(t, nil)
+	stick := filepath.Join(t.TempDir(), "stick.img")
+	if err := qdevice.Stick(t.Context(), f.repo, stick); err != nil {
+		t.Fatal(err)
+	}
+	spec := f.direct(d, "lifeboat.source=usb")
+	spec.Net, spec.USB = nil, stick
+	lines := f.boot(t, spec)
+	res := ramdiskResultOf(t, lines)
+	if !res.OK || res.Version != "2" || res.Slot != "B" || res.Source != "usb" {
+		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
+	}
+	if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=2 slot=B verity=ok") || !strings.Contains(got, "marked-good slot=B") {
+		t.Errorf("v2 did not boot after the USB update: %s", got)
+	}
+}
