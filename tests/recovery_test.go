@@ -168,7 +168,6 @@ func buildRecoveryFixture(t *testing.T) (*recoveryFixture, error) {
 	return f, nil
 }
 
-
 func verityArg(im lbrelease.Image) string {
 	return fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
 }
@@ -226,7 +225,6 @@ func serveRepo(t *testing.T, dir string) *repoServer {
 	s.url = fmt.Sprintf("http://10.0.2.2:%d/", ln.Addr().(*net.TCPAddr).Port)
 	return s
 }
-
 
 // ramdiskResult is the flow's LIFEBOAT-RESULT line.
 type ramdiskResult struct {
@@ -500,7 +498,6 @@ func (f *recoveryFixture) payloadOffset(t *testing.T, v string) int64 {
 	return block * 4096
 }
 
-
 func containsLine(lines []string, s string) bool {
 	for _, l := range lines {
 		if strings.Contains(l, s) {
@@ -509,7 +506,6 @@ func containsLine(lines []string, s string) bool {
 	}
 	return false
 }
-
 
 // TestRecoveryReboot is acceptance 1's second run: the recovery entry is
 // chosen by the real bootloader (OVMF, GRUB and the board's grub.cfg), the
