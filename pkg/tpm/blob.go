@@ -14,7 +14,7 @@ import (
 //	version  uint8    1
 //	parent   uint8    1: owner-hierarchy ECC P-256 SRK; 2: Fake
 //	flags    uint8    bit 0: sealed with a PIN; other bits zero
-//	pcrs     uint32   bit i: PCR i of the SHA-256 bank; bits 24-31 zero
+//	pcrs     uint32   bit i: PCR i of the SHA-256 bank; bits 24-31 zero; none: Policy.NoPCRs
 //	public   uint16 size, then the object's TPMT_PUBLIC
 //	private  uint16 size, then the object's TPM2B_PRIVATE buffer
 //
@@ -97,8 +97,10 @@ func sized(b []byte, what string, limit int) (field, rest []byte, err error) {
 
 // validate checks what both ParseSealed and MarshalBinary rely on.
 func (s *Sealed) validate() error {
-	if err := checkPCRs(s.PCRs); err != nil {
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	if len(s.PCRs) > 0 { // none: sealed with Policy.NoPCRs
+		if err := checkPCRs(s.PCRs); err != nil {
+			return fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
 	}
 	for i := 1; i < len(s.PCRs); i++ {
 		if s.PCRs[i] <= s.PCRs[i-1] {
@@ -109,40 +111,59 @@ func (s *Sealed) validate() error {
 		return fmt.Errorf("%w: public %d and private %d bytes, want 1 to %d each",
 			ErrMalformed, len(s.Public), len(s.Private), maxPublic)
 	}
+	var policy []byte
 	switch s.parent {
 	case parentECCSRK:
-		return checkSealedPublic(s.Public, s.PIN)
+		p, err := checkSealedPublic(s.Public, s.PIN)
+		if err != nil {
+			return err
+		}
+		policy = p
 	case parentFake:
 		if len(s.Public) != 32 {
 			return fmt.Errorf("%w: fake policy digest is %d bytes, want 32", ErrMalformed, len(s.Public))
 		}
-		return nil
+		policy = s.Public
+	default:
+		return fmt.Errorf("%w: unknown parent %d", ErrMalformed, s.parent)
 	}
-	return fmt.Errorf("%w: unknown parent %d", ErrMalformed, s.parent)
+	if len(s.PCRs) == 0 {
+		// Without PCRs the policy is fixed: a blob whose PCR selection was
+		// cleared is not one sealed with NoPCRs.
+		want, err := policyDigest(nil, nil, s.PIN)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(policy, want) {
+			return fmt.Errorf("%w: no PCRs selected, but the policy is not NoPCRs'", ErrMalformed)
+		}
+	}
+	return nil
 }
 
 // checkSealedPublic checks that pub is the canonical encoding of a sealed
-// data object that can only be unsealed through its policy.
-func checkSealedPublic(pub []byte, pin bool) error {
+// data object that can only be unsealed through its policy, and returns
+// the policy.
+func checkSealedPublic(pub []byte, pin bool) ([]byte, error) {
 	p, err := tpm2.Unmarshal[tpm2.TPMTPublic](pub)
 	if err != nil {
-		return fmt.Errorf("%w: public area: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: public area: %w", ErrMalformed, err)
 	}
 	a := p.ObjectAttributes
 	switch {
 	case p.Type != tpm2.TPMAlgKeyedHash:
-		return fmt.Errorf("%w: object type %v, want keyedhash", ErrMalformed, p.Type)
+		return nil, fmt.Errorf("%w: object type %v, want keyedhash", ErrMalformed, p.Type)
 	case p.NameAlg != tpm2.TPMAlgSHA256:
-		return fmt.Errorf("%w: name algorithm %v, want sha256", ErrMalformed, p.NameAlg)
+		return nil, fmt.Errorf("%w: name algorithm %v, want sha256", ErrMalformed, p.NameAlg)
 	case a.UserWithAuth || !a.FixedTPM || !a.FixedParent || a.NoDA == pin:
-		return fmt.Errorf("%w: object attributes %+v", ErrMalformed, a)
+		return nil, fmt.Errorf("%w: object attributes %+v", ErrMalformed, a)
 	case len(p.AuthPolicy.Buffer) != 32:
-		return fmt.Errorf("%w: authPolicy is %d bytes, want 32", ErrMalformed, len(p.AuthPolicy.Buffer))
+		return nil, fmt.Errorf("%w: authPolicy is %d bytes, want 32", ErrMalformed, len(p.AuthPolicy.Buffer))
 	}
 	if !bytes.Equal(tpm2.Marshal(*p), pub) {
-		return fmt.Errorf("%w: public area is not canonical", ErrMalformed)
+		return nil, fmt.Errorf("%w: public area is not canonical", ErrMalformed)
 	}
-	return nil
+	return p.AuthPolicy.Buffer, nil
 }
 
 // MarshalBinary encodes s.

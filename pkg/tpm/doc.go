@@ -45,7 +45,11 @@
 // kernel, command line and initrd. After unsealing, the ramdisk should extend
 // one of the sealed PCRs (ExtendPCR) so that nothing later in the boot can
 // unseal the key again. When a PCR differs, Unseal fails with an error that
-// matches [ErrPolicy] (and go-tpm's TPMRCPolicyFail).
+// matches [ErrPolicy] (and go-tpm's TPMRCPolicyFail). Policy.NoPCRs, asked
+// for explicitly, seals to the TPM alone (the empty policy, with
+// PolicyAuthValue when there is a PIN): what a recovery ramdisk that cannot
+// predict the PCRs of every release it installs uses for the data
+// partition's key (docs/security.md).
 //
 // Both directions of the key's journey over the TPM bus are encrypted: Seal
 // sends the secret with a salted session encrypting TPM2_Create's sensitive

@@ -113,7 +113,7 @@ func (f *Fake) Seal(ctx context.Context, secret []byte, p Policy) ([]byte, error
 	pin := len(p.PIN) > 0
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if values == nil {
+	if values == nil && len(pcrs) > 0 {
 		values = f.readPCRs(pcrs)
 	}
 	digest, err := policyDigest(pcrs, values, pin)

@@ -36,6 +36,10 @@ type Policy struct {
 	// bytes: the values expected at the next boot after an update. Nil seals
 	// to the PCRs' current values.
 	Values [][]byte
+	// NoPCRs seals without binding to any PCR: whatever boots on this TPM
+	// can unseal. It must be asked for, with PCRs and Values empty, so that
+	// an empty selection is never taken for one by mistake.
+	NoPCRs bool
 	// PIN, if not empty, is also needed to unseal (at most MaxPIN bytes).
 	// Unlike a PIN-less object, a PIN-protected one is subject to the TPM's
 	// dictionary-attack lockout.
@@ -44,7 +48,11 @@ type Policy struct {
 
 // Validate reports whether p can be sealed to.
 func (p Policy) Validate() error {
-	if err := checkPCRs(p.PCRs); err != nil {
+	if p.NoPCRs {
+		if len(p.PCRs) > 0 || p.Values != nil {
+			return fmt.Errorf("NoPCRs with PCRs %v selected", p.PCRs)
+		}
+	} else if err := checkPCRs(p.PCRs); err != nil {
 		return err
 	}
 	if p.Values != nil {
@@ -93,21 +101,25 @@ func sortPCRs(pcrs []int, values [][]byte) ([]int, [][]byte) {
 }
 
 // policyDigest is the authPolicy of an object sealed to the ascending pcrs
-// holding values: PolicyPCR, then PolicyAuthValue if pin.
+// holding values: PolicyPCR (unless pcrs is empty), then PolicyAuthValue
+// if pin. With neither it is the empty policy, all zeros, which a policy
+// session without assertions satisfies.
 func policyDigest(pcrs []int, values [][]byte, pin bool) ([]byte, error) {
 	calc, err := tpm2.NewPolicyCalculator(tpm2.TPMAlgSHA256)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.New()
-	for _, v := range values {
-		h.Write(v)
-	}
-	if err := (tpm2.PolicyPCR{
-		PcrDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)},
-		Pcrs:      pcrSelection(pcrs),
-	}).Update(calc); err != nil {
-		return nil, err
+	if len(pcrs) > 0 {
+		h := sha256.New()
+		for _, v := range values {
+			h.Write(v)
+		}
+		if err := (tpm2.PolicyPCR{
+			PcrDigest: tpm2.TPM2BDigest{Buffer: h.Sum(nil)},
+			Pcrs:      pcrSelection(pcrs),
+		}).Update(calc); err != nil {
+			return nil, err
+		}
 	}
 	if pin {
 		if err := (tpm2.PolicyAuthValue{}).Update(calc); err != nil {
@@ -149,7 +161,7 @@ func (t *TPM) Seal(ctx context.Context, secret []byte, p Policy) ([]byte, error)
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if values == nil {
+	if values == nil && len(pcrs) > 0 {
 		var err error
 		if values, err = t.readPCRs(ctx, pcrs); err != nil {
 			return nil, fmt.Errorf("seal: %w", err)
@@ -242,8 +254,10 @@ func (t *TPM) Unseal(ctx context.Context, blob, pin []byte) ([]byte, error) {
 			flush(ctx, t, h)
 		}
 	}()
-	if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: pcrSelection(s.PCRs)}).Execute(tr); err != nil {
-		return nil, fmt.Errorf("unseal: TPM2_PolicyPCR(sha256 %v): %w", s.PCRs, classify(err))
+	if len(s.PCRs) > 0 {
+		if _, err := (tpm2.PolicyPCR{PolicySession: sess.Handle(), Pcrs: pcrSelection(s.PCRs)}).Execute(tr); err != nil {
+			return nil, fmt.Errorf("unseal: TPM2_PolicyPCR(sha256 %v): %w", s.PCRs, classify(err))
+		}
 	}
 	if s.PIN {
 		if _, err := (tpm2.PolicyAuthValue{PolicySession: sess.Handle()}).Execute(tr); err != nil {

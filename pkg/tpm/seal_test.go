@@ -201,6 +201,8 @@ func TestSealInvalid(t *testing.T) {
 				{"empty secret", nil, tpm.Policy{PCRs: []int{7}}},
 				{"secret too long", make([]byte, tpm.MaxSecret+1), tpm.Policy{PCRs: []int{7}}},
 				{"no PCRs", ok, tpm.Policy{}},
+				{"NoPCRs with PCRs", ok, tpm.Policy{NoPCRs: true, PCRs: []int{7}}},
+				{"NoPCRs with values", ok, tpm.Policy{NoPCRs: true, Values: [][]byte{}}},
 				{"PCR 24", ok, tpm.Policy{PCRs: []int{24}}},
 				{"PCR -1", ok, tpm.Policy{PCRs: []int{-1}}},
 				{"PCR twice", ok, tpm.Policy{PCRs: []int{7, 7}}},
@@ -224,6 +226,49 @@ func TestSealInvalid(t *testing.T) {
 			} {
 				if got, err := dev.Unseal(ctx, tc.blob, nil); !errors.Is(err, tpm.ErrMalformed) {
 					t.Errorf("%s: Unseal(%q) = %q, %v, want %v", tc.name, tc.blob, got, err, tpm.ErrMalformed)
+				}
+			}
+		})
+	}
+}
+
+// A blob sealed with NoPCRs unseals whatever the PCRs hold, on its TPM
+// only.
+func TestSealNoPCRs(t *testing.T) {
+	secret := []byte("volume passphrase")
+	for _, tg := range targets() {
+		t.Run(tg.name, func(t *testing.T) {
+			ctx := testCtx(t)
+			dev, reboot := tg.open(t)
+			other, _ := tg.open(t)
+			for _, pin := range [][]byte{nil, []byte("1234")} {
+				blob, err := dev.Seal(ctx, secret, tpm.Policy{NoPCRs: true, PIN: pin})
+				if err != nil {
+					t.Fatalf("Seal(NoPCRs, PIN %q) = %v", pin, err)
+				}
+				s, err := tpm.ParseSealed(blob)
+				if err != nil || len(s.PCRs) != 0 || s.PIN != (pin != nil) {
+					t.Fatalf("ParseSealed() = %+v, %v, want no PCRs", s, err)
+				}
+				for _, pcr := range []int{7, 11} {
+					if err := dev.ExtendPCR(ctx, pcr, digestOf("anything booted")); err != nil {
+						t.Fatalf("ExtendPCR(%d) = %v", pcr, err)
+					}
+				}
+				if got, err := dev.Unseal(ctx, blob, pin); err != nil || !bytes.Equal(got, secret) {
+					t.Fatalf("Unseal() after extends = %q, %v, want %q", got, err, secret)
+				}
+				if pin != nil {
+					if got, err := dev.Unseal(ctx, blob, []byte("4321")); !errors.Is(err, tpm.ErrAuth) {
+						t.Errorf("Unseal(wrong PIN) = %q, %v, want %v", got, err, tpm.ErrAuth)
+					}
+				}
+				if got, err := other.Unseal(ctx, blob, pin); err == nil {
+					t.Errorf("Unseal() on another device = %q, nil, want an error", got)
+				}
+				dev = reboot()
+				if got, err := dev.Unseal(ctx, blob, pin); err != nil || !bytes.Equal(got, secret) {
+					t.Fatalf("Unseal() after reboot = %q, %v, want %q", got, err, secret)
 				}
 			}
 		})
