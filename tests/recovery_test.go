@@ -513,11 +513,14 @@ func containsLine(lines []string, s string) bool {
 func TestRecoveryReboot(t *testing.T) {
 	f := needRecovery(t)
 	srv := serveRepo(t, f.repo)
+	// GRUB rewrites only the first sector of grubenv safely, which leaves
+	// 448 bytes for every variable: the repository comes by DHCP, as the
+	// boot file name, rather than in lifeboat_recovery_args.
 	d := f.newDevice(t, bootenv.Vars{
 		slot.OrderVar:            "recovery A B",
-		"lifeboat_recovery_args": "lifeboat.source=net lifeboat.repo=" + srv.url + " lifeboat.after=reboot lifeboat.onfail=poweroff",
+		"lifeboat_recovery_args": "lifeboat.source=net lifeboat.after=reboot lifeboat.onfail=poweroff",
 	})
-	lines := f.boot(t, qdevice.RunSpec{Disk: d.Path, Net: &qemu.NetUser{}, Resets: true})
+	lines := f.boot(t, qdevice.RunSpec{Disk: d.Path, Net: &qemu.NetUser{Bootfile: srv.url}, Resets: true})
 	res := ramdiskResultOf(t, lines)
 	if !res.OK || res.Version != "2" || res.Slot != "B" {
 		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
