@@ -18,12 +18,15 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/dm"
+	"github.com/lifeboat-update/lifeboat/pkg/dmcrypt"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
+	"github.com/lifeboat-update/lifeboat/pkg/tpm"
 )
 
 // System is what the flow needs from the kernel; linux.go has the real
@@ -37,6 +40,12 @@ type System interface {
 	// and returns the directory.
 	Mount(dev, fstype string, readOnly bool) (string, error)
 	Unmount(dir string) error
+	// TPM opens the TPM, waiting for its device to appear; the Closer
+	// releases it.
+	TPM(ctx context.Context) (tpm.Sealer, io.Closer, error)
+	// DeviceMapper opens the device mapper; the Closer releases it (the
+	// mappings made stay).
+	DeviceMapper() (dm.Control, io.Closer, error)
 	// Kexec loads kernel and initrd with cmdline and jumps into them.
 	Kexec(kernel, initrd, cmdline string) error
 	Reboot() error
@@ -74,6 +83,12 @@ type Result struct {
 	ImageBytes int64 `json:"image_bytes"`
 	// Phases are the seconds each phase took, in order.
 	Phases []Phase `json:"phases"`
+	// UptimeAtStart is the kernel's uptime when the flow began, in
+	// seconds: the boot before it.
+	UptimeAtStart float64 `json:"uptime_at_start,omitempty"`
+	// PeakRSSBytes is the flow's peak resident memory (VmHWM) when it
+	// reported.
+	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
 }
 
 // Phase is one step of the flow and how long it took.
@@ -106,10 +121,14 @@ type flow struct {
 	etc     string // the ramdisk's /etc/lifeboat
 	console io.Writer
 	now     func() time.Time
+	// stats, if set, gives the kernel's uptime and the process's peak
+	// resident memory, for the result.
+	stats func() (uptime float64, peakRSS int64)
 
 	p      params
 	layout *board.Layout
 	env    bootenv.Env // the bootloader environment, once open
+	envDir string      // where the partition holding it is mounted, if it has one
 	data   string      // where the data partition is mounted
 	start  time.Time
 	last   time.Time
@@ -156,6 +175,9 @@ func (f *flow) run(ctx context.Context, cmdline string) error {
 	f.start = f.now()
 	f.last = f.start
 	f.res.Board = f.board.Name
+	if f.stats != nil {
+		f.res.UptimeAtStart, _ = f.stats()
+	}
 	f.say("recovery ramdisk for board %s", f.board.Name)
 	p, err := parseParams(cmdline)
 	f.p = p
@@ -218,16 +240,22 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		return "", "", &phaseError{"layout", fmt.Errorf("layout %s has one slot: updating it in place is not supported yet; use an A/B layout", f.p.layout)}
 	}
 
-	// The trusted state and the bootloader environment.
-	stateDir, err := f.openState(ctx)
-	if err != nil {
-		return "", "", &phaseError{"state", err}
-	}
+	// The bootloader environment, then the trusted state: the partition
+	// holding the environment also holds the sealed key of an encrypted
+	// data partition.
 	env, err := f.openEnv(ctx)
 	if err != nil {
 		return "", "", &phaseError{"bootloader", err}
 	}
 	f.env = env
+	stateDir, err := f.openState(ctx)
+	if err != nil {
+		var pe *phaseError
+		if !errors.As(err, &pe) {
+			err = &phaseError{"state", err}
+		}
+		return "", "", err
+	}
 	// The bootloader's entries: the layout's slots and this ramdisk.
 	entries := append(slotNames(l), slot.Recovery)
 	vars, err := slot.NewVars(env, slot.WithSlots(entries...), slot.WithCmdline(os.DevNull))
@@ -452,19 +480,22 @@ func describe(st slot.Status) string {
 	return strings.Join(parts, ", ")
 }
 
-// openState mounts the data partition and returns the trusted state
-// directory, provisioned from the ramdisk's root.json the first time.
+// openState mounts the data partition, unlocking it first if it is
+// encrypted, and returns the trusted state directory, provisioned from the
+// ramdisk's root.json the first time.
 func (f *flow) openState(ctx context.Context) (string, error) {
 	data, ok := f.layout.Role(board.RoleData)
 	if !ok {
 		return "", fmt.Errorf("layout %s has no data partition for the trusted state", f.p.layout)
 	}
-	if data.Encrypted {
-		return "", fmt.Errorf("data partition %s is encrypted: unlocking it is not supported yet", data.Label)
-	}
 	dev, err := f.sys.Partition(ctx, data.Label)
 	if err != nil {
 		return "", err
+	}
+	if data.Encrypted {
+		if dev, err = f.unlock(ctx, data.Label, dev); err != nil {
+			return "", &phaseError{"unlock", err}
+		}
 	}
 	dir, err := f.mount(dev, "ext4", false)
 	if err != nil {
@@ -489,6 +520,54 @@ func (f *flow) openState(ctx context.Context) (string, error) {
 	return state, nil
 }
 
+// DataMapper is the device-mapper name of the unlocked data partition:
+// /dev/mapper/lifeboat-data.
+const DataMapper = "lifeboat-data"
+
+// unlock opens the encrypted (LUKS2) data partition on dev with its
+// passphrase, sealed to the TPM and kept on the partition holding the
+// bootloader environment (board.SealedKeyPath), and returns the unlocked
+// device.
+func (f *flow) unlock(ctx context.Context, label, dev string) (string, error) {
+	keyName := board.SealedKeyPath(label)
+	if f.envDir == "" {
+		return "", fmt.Errorf("data partition %s is encrypted, but board %s has no partition for the bootloader environment to keep its sealed key (%s) on", label, f.board.Name, keyName)
+	}
+	where := f.board.Bootloader.EnvPartition + ":" + keyName
+	blob, err := os.ReadFile(filepath.Join(f.envDir, filepath.FromSlash(keyName)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("sealed key not found at %s: the data partition %s cannot be unlocked", where, label)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the sealed key at %s: %w", where, err)
+	}
+	sealer, c, err := f.sys.TPM(ctx)
+	if err != nil {
+		return "", fmt.Errorf("no TPM to unseal the key of %s: %w", label, err)
+	}
+	pass, err := sealer.Unseal(ctx, blob, nil)
+	c.Close()
+	if err != nil {
+		// pkg/tpm's errors start with "unseal: ".
+		return "", fmt.Errorf("%w (the key at %s was sealed to another TPM, or to other PCR values)", err, where)
+	}
+	defer clear(pass)
+	ctl, c, err := f.sys.DeviceMapper()
+	if err != nil {
+		return "", fmt.Errorf("device mapper: %w", err)
+	}
+	defer c.Close()
+	mapped, err := dmcrypt.Open(ctx, ctl, DataMapper, dev, pass)
+	if errors.Is(err, dmcrypt.ErrWrongPassphrase) {
+		return "", fmt.Errorf("LUKS2: wrong key: the key unsealed from %s does not open %s: %w", where, label, err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("LUKS2: %w", err)
+	}
+	f.say("unlocked the encrypted data partition %s with the key sealed to the TPM: %s", label, mapped)
+	return mapped, nil
+}
+
 // openEnv mounts the partition holding the bootloader environment, if it
 // has one, and opens the environment. It stays open until the machine
 // leaves Linux.
@@ -507,6 +586,7 @@ func (f *flow) openEnv(ctx context.Context) (bootenv.Env, error) {
 		if root, err = f.mount(dev, fstype, false); err != nil {
 			return nil, err
 		}
+		f.envDir = root
 	}
 	env, _, err := f.board.OpenEnv(root)
 	return env, err
@@ -589,6 +669,9 @@ func (f *flow) fail(err error) {
 }
 
 func (f *flow) report() {
+	if f.stats != nil {
+		_, f.res.PeakRSSBytes = f.stats()
+	}
 	b, _ := json.Marshal(f.res)
 	fmt.Fprintf(f.console, "%s %s\n", ResultMarker, b)
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -19,10 +21,12 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
+	"github.com/lifeboat-update/lifeboat/pkg/tpm"
 	"github.com/lifeboat-update/lifeboat/pkg/verity"
 )
 
@@ -32,14 +36,32 @@ const (
 )
 
 // fakeSys is a System over files: partitions are files, mounts are
-// directories made beforehand, and the calls that leave Linux are
-// recorded.
+// directories made beforehand, the TPM is a tpm.Fake, the device mapper a
+// dm.Fake, and the calls that leave Linux are recorded.
 type fakeSys struct {
 	parts  map[string]string // PARTLABEL -> file
 	mounts map[string]string // device -> directory
+	tpm    tpm.Sealer        // nil: the machine has no TPM
+	dm     *dm.Fake
 	calls  []string
 	kexec  []string // kernel, initrd, cmdline
 }
+
+var _ System = (*fakeSys)(nil)
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+func (s *fakeSys) TPM(ctx context.Context) (tpm.Sealer, io.Closer, error) {
+	if s.tpm == nil {
+		return nil, nil, fmt.Errorf("%s did not appear within 15s", tpm.DefaultDevice)
+	}
+	s.calls = append(s.calls, "tpm")
+	return s.tpm, nopCloser{}, nil
+}
+
+func (s *fakeSys) DeviceMapper() (dm.Control, io.Closer, error) { return s.dm, nopCloser{}, nil }
 
 func (s *fakeSys) LoadModule(path string) error {
 	s.calls = append(s.calls, "load "+path)
@@ -106,7 +128,7 @@ func newDevice(t *testing.T, rootJSON []byte, env bootenv.Vars) *device {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	d := &device{t: t, board: b, sys: &fakeSys{parts: map[string]string{}, mounts: map[string]string{}},
+	d := &device{t: t, board: b, sys: &fakeSys{parts: map[string]string{}, mounts: map[string]string{}, dm: dm.NewFake(t.TempDir())},
 		esp: filepath.Join(dir, "esp"), etc: filepath.Join(dir, "etc")}
 	for _, label := range []string{"rootfs-a", "rootfs-b", "esp", "data"} {
 		file := filepath.Join(dir, label+".part")
@@ -543,5 +565,138 @@ func TestNoSource(t *testing.T) {
 	_, res = d.run(&fakeSources{}, "lifeboat.onfail=reboot")
 	if res.OK || !strings.Contains(res.Error, "lifeboat.repo=") {
 		t.Errorf("result %+v, want an error saying how to name a repository", res)
+	}
+}
+
+// The LUKS2 volume the encrypted-data tests unlock: one of pkg/dmcrypt's
+// golden images, made by cryptsetup, with its passphrase and volume key.
+const (
+	luksImage = "../pkg/dmcrypt/testdata/pbkdf2-xts256-512.img.gz"
+	luksPass  = "key file contents\x00\xff"
+	luksKey   = "94b1e358c28b7d64b35111da2779101b39394ac1765c3a4d58373126be4f0a52"
+)
+
+// newCryptDevice is newDevice with the ab-crypt layout: the data partition
+// is a LUKS2 volume, whose passphrase seal seals (nil: no sealed key on
+// the ESP), and sys is the machine's TPM (nil: none). The data
+// partition's file system is mountable only through the mapping.
+func newCryptDevice(t *testing.T, rootJSON []byte, env bootenv.Vars, sys tpm.Sealer, seal func(pass []byte) []byte) *device {
+	t.Helper()
+	d := newDevice(t, rootJSON, env)
+	f, err := os.Open(luksImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part := d.sys.parts["data"]
+	if err := os.WriteFile(part, img, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.sys.mounts[filepath.Join(d.sys.dm.Dir, DataMapper)] = d.sys.mounts[part]
+	delete(d.sys.mounts, part)
+	d.sys.tpm = sys
+	if seal != nil {
+		key := filepath.Join(d.esp, filepath.FromSlash(board.SealedKeyPath("data")))
+		if err := os.MkdirAll(filepath.Dir(key), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(key, seal([]byte(luksPass)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+func sealWith(t *testing.T, s tpm.Sealer, secret []byte) []byte {
+	t.Helper()
+	blob, err := s.Seal(context.Background(), secret, tpm.Policy{NoPCRs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blob
+}
+
+// TestEncryptedData: the ramdisk unseals the data partition's passphrase
+// with the TPM, opens the LUKS2 volume with dm-crypt and keeps the trusted
+// state in it.
+func TestEncryptedData(t *testing.T) {
+	r := newRepo(t)
+	r.publish("1")
+	chip := tpm.NewFake()
+	d := newCryptDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3"}, chip,
+		func(pass []byte) []byte { return sealWith(t, chip, pass) })
+	out, res := d.run(&fakeSources{bundle: r.dir}, "lifeboat.layout=ab-crypt lifeboat.after=reboot")
+	if !res.OK || res.Version != "1" || res.Slot != "B" {
+		t.Fatalf("result %+v\n%s", res, out)
+	}
+	if !strings.Contains(out, "lifeboat: unlocked the encrypted data partition data with the key sealed to the TPM") {
+		t.Errorf("the console does not show the unlock:\n%s", out)
+	}
+	table, err := d.sys.dm.Table(context.Background(), DataMapper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The mapping covers the golden image's 64 KiB of data, after its
+	// 32 KiB of headers and 256 KiB of keyslots, with cryptsetup's key.
+	want := fmt.Sprintf("aes-xts-plain64 %s 0 %s 576", luksKey, d.sys.parts["data"])
+	if len(table) != 1 || table[0].Type != "crypt" || table[0].Params != want || table[0].Length != 128 {
+		t.Errorf("table of %s = %+v, want one crypt target of 128 sectors: %s", DataMapper, table, want)
+	}
+	data := d.sys.mounts[filepath.Join(d.sys.dm.Dir, DataMapper)]
+	if _, err := os.Stat(filepath.Join(data, "lifeboat", "state", "root.json")); err != nil {
+		t.Errorf("the trusted state is not on the unlocked partition: %v", err)
+	}
+}
+
+// TestEncryptedDataRefused: without the sealed key, the TPM it was sealed
+// to, or the right passphrase in it, the flow names what failed, switches
+// nothing and starts the rescue shell.
+func TestEncryptedDataRefused(t *testing.T) {
+	r := newRepo(t)
+	r.publish("1")
+	chip, other := tpm.NewFake(), tpm.NewFake()
+	for _, tc := range []struct {
+		name string
+		chip tpm.Sealer
+		seal func(pass []byte) []byte
+		want string
+	}{
+		{"missing blob", chip, nil, "sealed key not found at esp:lifeboat/data.key.tpm"},
+		{"no TPM", nil, func(pass []byte) []byte { return sealWith(t, chip, pass) }, "no TPM to unseal the key of data: /dev/tpmrm0 did not appear"},
+		{"other TPM", chip, func(pass []byte) []byte { return sealWith(t, other, pass) }, "unseal: "},
+		{"wrong key", chip, func(pass []byte) []byte { return sealWith(t, chip, []byte("another passphrase")) }, "LUKS2: wrong key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newCryptDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3"}, tc.chip, tc.seal)
+			envBefore, _ := os.ReadFile(filepath.Join(d.esp, "EFI", "BOOT", "grubenv"))
+			slotBefore := d.slotBytes("rootfs-b", slotSize)
+			out, res := d.run(&fakeSources{bundle: r.dir}, "lifeboat.layout=ab-crypt")
+			if res.OK || res.Check != "unlock" || !strings.Contains(res.Error, tc.want) {
+				t.Fatalf("result %+v, want check unlock and an error containing %q\n%s", res, tc.want, out)
+			}
+			if !strings.Contains(out, "FAILED (unlock): "+res.Error) || !strings.Contains(out, "nothing was switched") {
+				t.Errorf("the console does not name the check:\n%s", out)
+			}
+			if envAfter, _ := os.ReadFile(filepath.Join(d.esp, "EFI", "BOOT", "grubenv")); !bytes.Equal(envBefore, envAfter) {
+				t.Error("grubenv changed")
+			}
+			if !bytes.Equal(slotBefore, d.slotBytes("rootfs-b", slotSize)) {
+				t.Error("the target slot was written")
+			}
+			if l, err := d.sys.dm.List(context.Background()); err != nil || len(l) != 0 {
+				t.Errorf("device-mapper devices after a refusal: %v, %v", l, err)
+			}
+			if got := d.sys.calls[len(d.sys.calls)-1]; got != "shell" {
+				t.Errorf("last call %s, want the rescue shell", got)
+			}
+		})
 	}
 }

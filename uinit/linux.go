@@ -4,17 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/u-root/u-root/pkg/boot/kexec"
 	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
+	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/kmod"
+	"github.com/lifeboat-update/lifeboat/pkg/tpm"
 )
+
+var _ System = linux{}
 
 // linux is the System of a real ramdisk.
 type linux struct {
@@ -67,6 +74,35 @@ func (linux) Unmount(dir string) error {
 	return nil
 }
 
+// TPM opens the kernel's TPM resource manager, waiting for the driver to
+// make its device node.
+func (l linux) TPM(ctx context.Context) (tpm.Sealer, io.Closer, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.wait)
+	defer cancel()
+	for {
+		t, err := tpm.Open(tpm.DefaultDevice)
+		if err == nil {
+			return t, t, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%s did not appear within %s: %w", tpm.DefaultDevice, l.wait, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (linux) DeviceMapper() (dm.Control, io.Closer, error) {
+	k, err := dm.Open(dm.DefaultControl)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, k, nil
+}
+
 func (linux) Kexec(kernel, initrd, cmdline string) error {
 	k, err := os.Open(kernel)
 	if err != nil {
@@ -99,4 +135,22 @@ func (linux) Shell() error {
 	cmd := exec.Command("/bin/sh")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return cmd.Run()
+}
+
+// procStats reads the kernel's uptime and this process's peak resident
+// memory from /proc; zero where it cannot.
+func procStats() (uptime float64, peakRSS int64) {
+	if b, err := os.ReadFile("/proc/uptime"); err == nil {
+		fmt.Sscanf(string(b), "%f", &uptime)
+	}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+				peakRSS = kb << 10
+			}
+		}
+	}
+	return uptime, peakRSS
 }

@@ -71,7 +71,7 @@ func TestLayoutQueries(t *testing.T) {
 	if p, ok := ab.Role(RoleData); !ok || p.Label != "data" {
 		t.Errorf("Role(data) = %+v, %v", p, ok)
 	}
-	if _, err := b.Layout("nope"); err == nil || !strings.Contains(err.Error(), "ab, small") {
+	if _, err := b.Layout("nope"); err == nil || !strings.Contains(err.Error(), "ab, ab-crypt, small") {
 		t.Errorf("Layout(nope) = %v, want an error listing the layouts", err)
 	}
 	g, err := ab.GPT()
