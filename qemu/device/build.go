@@ -122,6 +122,12 @@ type Spec struct {
 	// GRUBConfig is the grub.cfg to use; "" means the board's
 	// (GRUBConfigFile in its directory).
 	GRUBConfig string
+	// TPMState is the swtpm state directory of the device's TPM, made
+	// (swtpm_setup) if it holds none. A layout whose data partition is
+	// encrypted needs it: the partition's passphrase is sealed to this TPM
+	// (crypt.go). Run the device with RunSpec.TPMState set to the same
+	// directory (Disk.TPMState).
+	TPMState string
 }
 
 // grubConfig returns the grub.cfg s uses.
@@ -186,6 +192,9 @@ func (s *Spec) Validate() error {
 			return invalid("data file %s: %v", name, err)
 		}
 	}
+	if data, ok := l.Role(board.RoleData); ok && data.Encrypted && s.TPMState == "" {
+		return invalid("the data partition %s is encrypted: its key is sealed to a TPM, and no TPMState names one", data.Label)
+	}
 	if s.Installed != "" && len(s.RootJSON) == 0 {
 		return invalid("an installed version needs root.json to provision the state")
 	}
@@ -194,8 +203,6 @@ func (s *Spec) Validate() error {
 		switch {
 		case !ok:
 			return invalid("root.json: layout %s has no data partition", s.Layout)
-		case data.Encrypted:
-			return invalid("root.json: the data partition %s is encrypted; Build cannot write it", data.Label)
 		case data.FS != "ext4":
 			return invalid("root.json: the data partition %s has fs %q, want ext4", data.Label, data.FS)
 		}
@@ -222,6 +229,8 @@ type Disk struct {
 	Layout     *board.Layout
 	// Table is the image's GPT.
 	Table *blockdev.Table
+	// TPMState is the device's TPM (Spec.TPMState), "" for none.
+	TPMState string
 }
 
 // Build writes the disk s describes to s.Out and returns it.
@@ -274,16 +283,31 @@ func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Disk{Path: s.Out, Board: s.Board, LayoutName: s.Layout, Layout: l, Table: table}
+	d := &Disk{Path: s.Out, Board: s.Board, LayoutName: s.Layout, Layout: l, Table: table, TPMState: s.TPMState}
+	// An encrypted data partition's passphrase, sealed to the TPM before
+	// the ESP that keeps the sealed blob is made.
+	var pass []byte
+	var espFiles [][2]string
+	if data, ok := l.Role(board.RoleData); ok && data.Encrypted {
+		p, blob, err := s.sealDataKey(ctx, tmp, data)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(p)
+		pass = p
+		espFiles = append(espFiles, [2]string{blob, board.SealedKeyPath(data.Label)})
+	}
 	for _, tp := range table.Partitions {
 		p, _ := l.Partition(tp.Name)
 		off, n := table.Extent(tp)
 		var img string
 		switch {
 		case p.Role == board.RoleESP:
-			img, err = s.esp(ctx, tmp, p, n)
+			img, err = s.esp(ctx, tmp, p, n, espFiles...)
 		case s.Slots[p.Label] != "":
 			img = s.Slots[p.Label]
+		case p.FS == "ext4" && p.Encrypted:
+			img, err = s.luks(ctx, tmp, p, n, pass)
 		case p.FS == "ext4":
 			img, err = s.ext4(ctx, tmp, p, n)
 		case p.FS == "vfat":
@@ -321,8 +345,9 @@ func mkfsFAT(ctx context.Context, img, label string, size int64) error {
 }
 
 // esp builds the EFI system partition, size bytes, in a file under tmp and
-// returns its path.
-func (s *Spec) esp(ctx context.Context, tmp string, p board.Partition, size int64) (string, error) {
+// returns its path; more are more files for it: host file, then path on
+// the ESP.
+func (s *Spec) esp(ctx context.Context, tmp string, p board.Partition, size int64, more ...[2]string) (string, error) {
 	img := filepath.Join(tmp, p.Label+".fat")
 	if err := mkfsFAT(ctx, img, p.Label, size); err != nil {
 		return "", err
@@ -351,6 +376,7 @@ func (s *Spec) esp(ctx context.Context, tmp string, p board.Partition, size int6
 		{s.Kernel, RecoveryKernel},
 		{s.Ramdisk, RecoveryRamdisk},
 	}
+	files = append(files, more...)
 	for _, f := range files {
 		for dir := path.Dir(f[1]); dir != "."; dir = path.Dir(dir) {
 			dirs[dir] = true

@@ -31,6 +31,10 @@ func debianPackage(tool string) string {
 		return "e2fsprogs"
 	case "grub-mkimage":
 		return "grub-common and grub-efi-amd64-bin"
+	case "cryptsetup":
+		return "cryptsetup-bin"
+	case "swtpm", "swtpm_setup":
+		return "swtpm and swtpm-tools"
 	}
 	return "?"
 }
