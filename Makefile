@@ -52,8 +52,8 @@ bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2
 	scripts/bench.sh
 	scripts/bench-release.sh
 
-demo: deps build ## chunk a real ext4 image, serve it over HTTP, update a second image from it
-	scripts/demo.sh
+demo: deps ## build the ramdisk and two releases, serve them, boot a QEMU device on v1 that updates itself to v2
+	$(GO) run ./demo/cmd/rundemo -board boards/$(or $(BOARD),qemu-x86_64) -out out/demo
 
 qemu: ## run BOARD [qemu-x86_64] with LAYOUT [ab] in QEMU, console here (Ctrl-A x quits); RUNBOARD='-repo URL -tpm ...'
 	$(GO) run ./qemu/cmd/runboard -board boards/$(or $(BOARD),qemu-x86_64) -layout $(or $(LAYOUT),ab) $(RUNBOARD)
