@@ -34,6 +34,7 @@ func main() {
 		etc:     etcDir,
 		console: os.Stdout,
 		now:     time.Now,
+		stats:   procStats,
 	}
 	if err := f.run(context.Background(), string(cmdline)); err != nil {
 		fmt.Fprintf(os.Stderr, "lifeboat: %v\n", err)
