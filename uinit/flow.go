@@ -46,8 +46,11 @@ type System interface {
 	// DeviceMapper opens the device mapper; the Closer releases it (the
 	// mappings made stay).
 	DeviceMapper() (dm.Control, io.Closer, error)
-	// Kexec loads kernel and initrd with cmdline and jumps into them.
-	Kexec(kernel, initrd, cmdline string) error
+	// KexecLoad loads kernel and initrd with cmdline, to be started by
+	// KexecBoot.
+	KexecLoad(kernel, initrd, cmdline string) error
+	// KexecBoot jumps into the kernel KexecLoad loaded.
+	KexecBoot() error
 	Reboot() error
 	PowerOff() error
 	// Shell runs the rescue shell on the console until it exits.
@@ -705,12 +708,13 @@ func (f *flow) after(s, verity string) error {
 		f.say("kexec %s: %v; rebooting through the bootloader instead", s, err)
 		return f.sys.Reboot()
 	}
-	return nil
+	return f.sys.KexecBoot()
 }
 
-// kexec starts slot s's kernel as the bootloader would: it takes one try
-// off the slot's counter first, so that a system that hangs after kexec
-// still runs out of tries.
+// kexec loads slot s's kernel, then does what the bootloader would before
+// booting it: takes one try off the slot's counter, so that a system that
+// hangs after kexec still runs out of tries. The caller unmounts
+// everything and jumps.
 func (f *flow) kexec(s, verity string) error {
 	label := partitionOf(f.layout, rootClass(f.layout), slot.Name(s))
 	dev, err := f.sys.Partition(context.Background(), label)
@@ -721,6 +725,14 @@ func (f *flow) kexec(s, verity string) error {
 	if err != nil {
 		return err
 	}
+	cmdline := strings.Join([]string{
+		"console=" + f.board.Console, "panic=-1",
+		"lifeboat.slot=" + s, "lifeboat.layout=" + f.p.layout, "lifeboat.verity=" + verity,
+	}, " ")
+	f.say("kexec into %s: %s", s, cmdline)
+	if err := f.sys.KexecLoad(filepath.Join(root, "boot", "vmlinuz"), filepath.Join(root, "boot", "initrd.img"), cmdline); err != nil {
+		return err
+	}
 	booted, err := slot.SimulateBoot(context.Background(), f.env, append(slotNames(f.layout), slot.Recovery), slot.DefaultTries)
 	if err != nil {
 		return err
@@ -728,13 +740,8 @@ func (f *flow) kexec(s, verity string) error {
 	if string(booted) != s {
 		return fmt.Errorf("the bootloader would boot %q, not %s", booted, s)
 	}
-	cmdline := strings.Join([]string{
-		"console=" + f.board.Console, "panic=-1",
-		"lifeboat.slot=" + s, "lifeboat.layout=" + f.p.layout, "lifeboat.verity=" + verity,
-	}, " ")
-	f.say("kexec into %s: %s", s, cmdline)
 	f.phase("kexec-load")
-	return f.sys.Kexec(filepath.Join(root, "boot", "vmlinuz"), filepath.Join(root, "boot", "initrd.img"), cmdline)
+	return nil
 }
 
 // slotNames are the layout's slots, as pkg/slot names them.

@@ -83,11 +83,19 @@ func (s *fakeSys) Mount(dev, fstype string, ro bool) (string, error) {
 	return "", fmt.Errorf("mount %s: no file system", dev)
 }
 
-func (s *fakeSys) Unmount(dir string) error { return nil }
+func (s *fakeSys) Unmount(dir string) error {
+	s.calls = append(s.calls, "unmount")
+	return nil
+}
 
-func (s *fakeSys) Kexec(kernel, initrd, cmdline string) error {
-	s.calls = append(s.calls, "kexec")
+func (s *fakeSys) KexecLoad(kernel, initrd, cmdline string) error {
+	s.calls = append(s.calls, "kexec-load")
 	s.kexec = []string{kernel, initrd, cmdline}
+	return nil
+}
+
+func (s *fakeSys) KexecBoot() error {
+	s.calls = append(s.calls, "kexec")
 	return nil
 }
 
@@ -364,7 +372,10 @@ func TestUpdateAB(t *testing.T) {
 	if env["LIFEBOAT_B_VERITY"] != wantVerity || env[slot.OrderVar] != "B A recovery" || env[slot.LeftVar("B")] != "2" {
 		t.Errorf("grubenv after v1 = %v; want B first with 2 tries left (one taken by kexec) and LIFEBOAT_B_VERITY=%s", env, wantVerity)
 	}
-	if got := strings.Join(d.sys.calls, ","); !strings.HasPrefix(got, "load /lib/modules/x/virtio_blk.ko,load /lib/modules/x/ext4.ko,") || !strings.HasSuffix(got, "kexec") {
+	// Modules first; the kernel loaded while its slot is mounted; every
+	// file system unmounted before the jump.
+	if got := strings.Join(d.sys.calls, ","); !strings.HasPrefix(got, "load /lib/modules/x/virtio_blk.ko,load /lib/modules/x/ext4.ko,") ||
+		!strings.HasSuffix(got, ",kexec-load,unmount,unmount,unmount,kexec") {
 		t.Errorf("calls = %s", got)
 	}
 	if want := filepath.Join(d.sys.mounts[d.sys.parts["rootfs-b"]], "boot", "vmlinuz"); d.sys.kexec[0] != want {

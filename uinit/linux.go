@@ -103,7 +103,7 @@ func (linux) DeviceMapper() (dm.Control, io.Closer, error) {
 	return k, k, nil
 }
 
-func (linux) Kexec(kernel, initrd, cmdline string) error {
+func (linux) KexecLoad(kernel, initrd, cmdline string) error {
 	k, err := os.Open(kernel)
 	if err != nil {
 		return err
@@ -117,6 +117,10 @@ func (linux) Kexec(kernel, initrd, cmdline string) error {
 	if err := kexec.FileLoad(k, i, cmdline); err != nil {
 		return fmt.Errorf("kexec_file_load %s: %w", kernel, err)
 	}
+	return nil
+}
+
+func (linux) KexecBoot() error {
 	unix.Sync()
 	return kexec.Reboot()
 }
