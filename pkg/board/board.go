@@ -69,12 +69,15 @@ type Bootloader struct {
 	// Backend is grub, ebg or uboot (pkg/bootenv/...).
 	Backend string `json:"backend"`
 	// EnvPartition is the PARTLABEL of the partition holding the
-	// environment file (grub: the ESP).
+	// environment file (grub: the ESP). For uboot it is optional: with it,
+	// the fw_env devices are files in that partition's file system, named
+	// by relative paths; without it, they are absolute device paths.
 	EnvPartition string `json:"env_partition,omitempty"`
 	// EnvFile is the environment file's path in that partition's file
 	// system (grub: EFI/BOOT/grubenv).
 	EnvFile string `json:"env_file,omitempty"`
-	// FWEnv are fw_env.config lines (uboot).
+	// FWEnv are fw_env.config lines (uboot): "device offset envsize
+	// [sectorsize [sectors]]", one per copy.
 	FWEnv []string `json:"fw_env,omitempty"`
 	// SingleCopy allows a U-Boot environment with one copy (uboot).
 	SingleCopy bool `json:"single_copy,omitempty"`
@@ -187,8 +190,8 @@ func (b *Board) Validate() error {
 		}
 	case "ebg":
 	case "uboot":
-		if len(b.Bootloader.FWEnv) == 0 {
-			return invalid("bootloader uboot: want fw_env lines")
+		if err := b.Bootloader.validateUBoot(); err != nil {
+			return err
 		}
 	default:
 		return invalid("bootloader backend %q: want grub, ebg or uboot", b.Bootloader.Backend)

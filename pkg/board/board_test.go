@@ -7,7 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/bootenv/uboot"
 )
 
 // boardsDir is the repository's boards/ directory.
@@ -126,5 +130,77 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(s); err == nil {
 			t.Errorf("ParseSize(%q) succeeded", s)
 		}
+	}
+}
+
+// TestUBootRejects checks the fw_env rules of a U-Boot board, on
+// qemu-arm64's definition.
+func TestUBootRejects(t *testing.T) {
+	good, err := os.ReadFile(filepath.Join(boardsDir, "qemu-arm64", File))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, old, new, want string
+	}{
+		{"no fw_env", `"fw_env": ["lifeboat.env 0x0 0x4000"]`, `"fw_env": []`, "want fw_env"},
+		{"bad line", `"lifeboat.env 0x0 0x4000"`, `"lifeboat.env 0x0"`, "fw_env"},
+		{"single copy not allowed", `"single_copy": true`, `"single_copy": false`, "single_copy"},
+		{"absolute device in a partition", `"lifeboat.env 0x0`, `"/dev/mtd1 0x0`, "relative path"},
+		{"device outside the partition", `"lifeboat.env 0x0`, `"../lifeboat.env 0x0`, "relative path"},
+		{"relative device without a partition", `"env_partition": "boot",`, ``, "absolute path"},
+		{"env partition not in the layout", `"env_partition": "boot"`, `"env_partition": "esp"`, "env_partition"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := strings.Replace(string(good), tc.old, tc.new, 1)
+			if b == string(good) {
+				t.Fatalf("%q not in the board", tc.old)
+			}
+			_, err := Parse([]byte(b))
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse = %v, want ErrInvalid mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestUBootOpenEnv opens qemu-arm64's environment, a file in its boot
+// partition, under the directory the partition is mounted on, and saves
+// and loads it there.
+func TestUBootOpenEnv(t *testing.T) {
+	b, err := Load(filepath.Join(boardsDir, "qemu-arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	cfg, err := b.Bootloader.UBootConfig(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Copies[0].Device, filepath.Join(root, "lifeboat.env"); got != want {
+		t.Errorf("UBootConfig(%q) device = %q, want %q", root, got, want)
+	}
+	img, err := uboot.Image{Vars: bootenv.Vars{"BOOT_ORDER": "A B recovery"}}.Encode(cfg.Copies[0].Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Copies[0].Device, img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, c, err := b.OpenEnv(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	want := bootenv.Vars{"BOOT_ORDER": "B A recovery", "BOOT_B_LEFT": "3"}
+	if err := env.Save(t.Context(), want); err != nil {
+		t.Fatalf("Save = %v (a single copy the board allows)", err)
+	}
+	got, err := env.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Load after Save (-want +got):\n%s", diff)
 	}
 }
