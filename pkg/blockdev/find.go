@@ -174,15 +174,15 @@ func hasPath(ps []SysPartition, path string) bool {
 // returns its partitions that match m. A disk of size zero (no medium, an
 // unbound loop device) or without a GPT has none.
 func scanDisk(root, dir, name string, m Match) ([]SysPartition, error) {
-	sectors, err := readSysInt(filepath.Join(dir, "size"))
+	sectors, err := ReadSysInt(filepath.Join(dir, "size"))
 	if err != nil || sectors == 0 {
 		return nil, err
 	}
 	ss := 512
-	if n, err := readSysInt(filepath.Join(dir, "queue/logical_block_size")); err == nil && (n == 512 || n == 4096) {
+	if n, err := ReadSysInt(filepath.Join(dir, "queue/logical_block_size")); err == nil && (n == 512 || n == 4096) {
 		ss = int(n)
 	}
-	node := devNode(root, dir, name)
+	node := SysDevNode(root, dir, name)
 	f, err := os.Open(node)
 	if err != nil {
 		return nil, err
@@ -218,27 +218,28 @@ func sysParts(root, dir string) map[int]sysPart {
 	parts := make(map[int]sysPart)
 	for _, e := range ents {
 		pdir := filepath.Join(dir, e.Name())
-		n, err := readSysInt(filepath.Join(pdir, "partition"))
+		n, err := ReadSysInt(filepath.Join(pdir, "partition"))
 		if err != nil {
 			continue
 		}
-		start, err1 := readSysInt(filepath.Join(pdir, "start"))
-		size, err2 := readSysInt(filepath.Join(pdir, "size"))
+		start, err1 := ReadSysInt(filepath.Join(pdir, "start"))
+		size, err2 := ReadSysInt(filepath.Join(pdir, "size"))
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		parts[int(n)] = sysPart{node: devNode(root, pdir, e.Name()), start: start * 512, size: size * 512}
+		parts[int(n)] = sysPart{node: SysDevNode(root, pdir, e.Name()), start: start * 512, size: size * 512}
 	}
 	return parts
 }
 
-// devNode returns the device node of the sysfs block device in dir: its
-// uevent's DEVNAME, or its directory name with '!' for '/'.
-func devNode(root, dir, name string) string {
+// SysDevNode returns the device node, under root, of the sysfs block
+// device directory dir named name: its uevent's DEVNAME, or the name with
+// '!' for '/'. A DEVNAME that climbs out with ".." is ignored.
+func SysDevNode(root, dir, name string) string {
 	dev := strings.ReplaceAll(name, "!", "/")
 	if b, err := os.ReadFile(filepath.Join(dir, "uevent")); err == nil {
 		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "DEVNAME="); ok && v != "" {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "DEVNAME="); ok && v != "" && !strings.Contains(v, "..") {
 				dev = v
 			}
 		}
@@ -246,15 +247,15 @@ func devNode(root, dir, name string) string {
 	return filepath.Join(root, "dev", dev)
 }
 
-// readSysInt reads a sysfs file holding one decimal number.
-func readSysInt(path string) (int64, error) {
+// ReadSysInt reads a sysfs file holding one non-negative decimal number.
+func ReadSysInt(path string) (int64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: %q is not a size", path, strings.TrimSpace(string(b)))
+		return 0, fmt.Errorf("%s: %q is not a number", path, strings.TrimSpace(string(b)))
 	}
 	return n, nil
 }
@@ -280,19 +281,19 @@ func fromLinks(root string, m Match) (SysPartition, bool) {
 	}
 	name := filepath.Base(node)
 	pdir := filepath.Join(root, "sys/class/block", name)
-	n, err := readSysInt(filepath.Join(pdir, "partition"))
+	n, err := ReadSysInt(filepath.Join(pdir, "partition"))
 	if err != nil {
 		return SysPartition{}, false
 	}
-	start, err1 := readSysInt(filepath.Join(pdir, "start"))
-	size, err2 := readSysInt(filepath.Join(pdir, "size"))
+	start, err1 := ReadSysInt(filepath.Join(pdir, "start"))
+	size, err2 := ReadSysInt(filepath.Join(pdir, "size"))
 	if err1 != nil || err2 != nil {
 		return SysPartition{}, false
 	}
 	disk := ""
 	if real, err := filepath.EvalSymlinks(pdir); err == nil {
 		d := filepath.Dir(real)
-		disk = devNode(root, d, filepath.Base(d))
+		disk = SysDevNode(root, d, filepath.Base(d))
 	}
 	return SysPartition{
 		Partition: Partition{Number: int(n), UUID: m.UUID, Name: m.Label},

@@ -6,8 +6,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 )
 
 // Candidate is a block device that may hold a bundle: a partition of a
@@ -62,11 +63,11 @@ func scan(root string, exclude []string) ([]Candidate, error) {
 		case strings.Contains(real, "/mmc"):
 			bus = "mmc"
 		}
-		removable, _ := readSysInt(filepath.Join(dir, "removable"))
+		removable, _ := blockdev.ReadSysInt(filepath.Join(dir, "removable"))
 		if bus == "" && removable != 1 {
 			continue
 		}
-		sectors, err := readSysInt(filepath.Join(dir, "size"))
+		sectors, err := blockdev.ReadSysInt(filepath.Join(dir, "size"))
 		if err != nil || sectors == 0 {
 			continue
 		}
@@ -75,7 +76,7 @@ func scan(root string, exclude []string) ([]Candidate, error) {
 			out = append(out, parts...)
 			continue
 		}
-		out = append(out, Candidate{Name: name, Disk: name, Device: devNode(root, dir, name), Bus: bus, Size: sectors * 512})
+		out = append(out, Candidate{Name: name, Disk: name, Device: blockdev.SysDevNode(root, dir, name), Bus: bus, Size: sectors * 512})
 	}
 	return out, nil
 }
@@ -92,16 +93,16 @@ func partitions(root, dir, disk, bus string) []Candidate {
 	var ps []numbered
 	for _, e := range ents {
 		pdir := filepath.Join(dir, e.Name())
-		n, err := readSysInt(filepath.Join(pdir, "partition"))
+		n, err := blockdev.ReadSysInt(filepath.Join(pdir, "partition"))
 		if err != nil {
 			continue
 		}
 		// An MBR extended partition shows as 1 KiB (2 sectors).
-		size, err := readSysInt(filepath.Join(pdir, "size"))
+		size, err := blockdev.ReadSysInt(filepath.Join(pdir, "size"))
 		if err != nil || size <= 2 {
 			continue
 		}
-		ps = append(ps, numbered{n, Candidate{Name: e.Name(), Disk: disk, Device: devNode(root, pdir, e.Name()), Bus: bus, Size: size * 512}})
+		ps = append(ps, numbered{n, Candidate{Name: e.Name(), Disk: disk, Device: blockdev.SysDevNode(root, pdir, e.Name()), Bus: bus, Size: size * 512}})
 	}
 	slices.SortFunc(ps, func(a, b numbered) int { return int(a.n - b.n) })
 	out := make([]Candidate, len(ps))
@@ -109,34 +110,6 @@ func partitions(root, dir, disk, bus string) []Candidate {
 		out[i] = p.c
 	}
 	return out
-}
-
-// devNode returns the device node of the sysfs block device in dir: its
-// uevent's DEVNAME, or its directory name with '!' for '/'. (The same rule
-// as pkg/blockdev's.)
-func devNode(root, dir, name string) string {
-	dev := strings.ReplaceAll(name, "!", "/")
-	if b, err := os.ReadFile(filepath.Join(dir, "uevent")); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "DEVNAME="); ok && v != "" && !strings.Contains(v, "..") {
-				dev = v
-			}
-		}
-	}
-	return filepath.Join(root, "dev", dev)
-}
-
-// readSysInt reads a sysfs file holding one non-negative decimal number.
-func readSysInt(path string) (int64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: %q is not a number", path, strings.TrimSpace(string(b)))
-	}
-	return n, nil
 }
 
 // kernelFS returns the file systems the kernel has, from /proc/filesystems.
