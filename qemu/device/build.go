@@ -42,6 +42,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/qemu"
 )
 
 // Where things are on the ESP, as the board's grub.cfg expects them.
@@ -122,6 +123,9 @@ type Spec struct {
 	// GRUBConfig is the grub.cfg to use; "" means the board's
 	// (GRUBConfigFile in its directory).
 	GRUBConfig string
+	// BootCmd is a U-Boot board's boot script source to use; "" means
+	// the board's (BootCmdFile in its directory).
+	BootCmd string
 	// TPMState is the swtpm state directory of the device's TPM, made
 	// (swtpm_setup) if it holds none. A layout whose data partition is
 	// encrypted needs it: the partition's passphrase is sealed to this TPM
@@ -151,9 +155,24 @@ func (s *Spec) Validate() error {
 	if s.Out == "" {
 		return invalid("no output image")
 	}
-	if b.Bootloader.Backend != "grub" {
-		return invalid("board %s: bootloader %s: Build makes GRUB disks only", b.Name, b.Bootloader.Backend)
+	switch b.Bootloader.Backend {
+	case "grub":
+		if err := s.validateGRUB(l); err != nil {
+			return err
+		}
+	case "uboot":
+		if err := s.validateUBoot(l); err != nil {
+			return err
+		}
+	default:
+		return invalid("board %s: bootloader %s: Build makes GRUB and U-Boot disks only", b.Name, b.Bootloader.Backend)
 	}
+	return s.validateContent(l)
+}
+
+// validateGRUB checks what a GRUB disk needs.
+func (s *Spec) validateGRUB(l *board.Layout) error {
+	b := s.Board
 	if b.Arch != "amd64" {
 		return invalid("board %s: arch %s: Build makes x86_64 EFI disks only", b.Name, b.Arch)
 	}
@@ -175,6 +194,11 @@ func (s *Spec) Validate() error {
 			return invalid("%s: %v", what, err)
 		}
 	}
+	return nil
+}
+
+// validateContent checks the slots and the data partition's content.
+func (s *Spec) validateContent(l *board.Layout) error {
 	for _, label := range slices.Sorted(maps.Keys(s.Slots)) {
 		p, ok := l.Partition(label)
 		if !ok || p.Role != board.RoleSlot {
@@ -231,6 +255,10 @@ type Disk struct {
 	Table *blockdev.Table
 	// TPMState is the device's TPM (Spec.TPMState), "" for none.
 	TPMState string
+	// Flash is a U-Boot board's flash image (the virt board's second
+	// pflash bank, U-Boot's own environment): Path with FlashSuffix; ""
+	// for other boards.
+	Flash string
 }
 
 // Build writes the disk s describes to s.Out and returns it.
@@ -284,6 +312,12 @@ func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
 		return nil, err
 	}
 	d := &Disk{Path: s.Out, Board: s.Board, LayoutName: s.Layout, Layout: l, Table: table, TPMState: s.TPMState}
+	if s.uboot() {
+		d.Flash = s.Out + FlashSuffix
+		if err := writeFlash(d.Flash, qemu.UBootArm64); err != nil {
+			return nil, fmt.Errorf("flash: %w", err)
+		}
+	}
 	// An encrypted data partition's passphrase, sealed to the TPM before
 	// the ESP that keeps the sealed blob is made.
 	var pass []byte
@@ -302,8 +336,10 @@ func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
 		off, n := table.Extent(tp)
 		var img string
 		switch {
-		case p.Role == board.RoleESP:
+		case p.Role == board.RoleESP && !s.uboot():
 			img, err = s.esp(ctx, tmp, p, n, espFiles...)
+		case p.Role == board.RoleBoot && s.uboot():
+			img, err = s.bootPartition(ctx, tmp, p, n, espFiles...)
 		case s.Slots[p.Label] != "":
 			img = s.Slots[p.Label]
 		case p.FS == "ext4" && p.Encrypted:
@@ -441,7 +477,14 @@ func (s *Spec) ext4(ctx context.Context, tmp string, p board.Partition, size int
 	if len(label) > 16 {
 		label = label[:16]
 	}
-	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d", root, img); err != nil {
+	args := []string{"-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d", root}
+	if p.Encrypted {
+		// dm-crypt's sectors are LUKS2's, up to 4096 bytes, and ext4's
+		// blocks must not be smaller (mkfs.ext4 picks 1024 for small file
+		// systems).
+		args = append(args, "-b", "4096")
+	}
+	if _, err := run(ctx, "mkfs.ext4", append(args, img)...); err != nil {
 		return "", err
 	}
 	return img, nil
@@ -489,7 +532,11 @@ func Open(b *board.Board, layout, path string) (*Disk, error) {
 			return nil, fmt.Errorf("%s is not a %s %s disk: %w", path, b.Name, layout, err)
 		}
 	}
-	return &Disk{Path: path, Board: b, LayoutName: layout, Layout: l, Table: t}, nil
+	d := &Disk{Path: path, Board: b, LayoutName: layout, Layout: l, Table: t}
+	if b.Bootloader.Backend == "uboot" {
+		d.Flash = path + FlashSuffix
+	}
+	return d, nil
 }
 
 // Partition returns the offset and size in bytes of the partition labelled
@@ -516,6 +563,9 @@ func (d *Disk) mtoolsImage(label string) (string, error) {
 // Env reads the grubenv in the image with pkg/bootenv/grub. The machine
 // must not be running.
 func (d *Disk) Env(ctx context.Context) (bootenv.Vars, error) {
+	if d.Board.Bootloader.Backend == "uboot" {
+		return d.ubootEnv(ctx)
+	}
 	tmp, err := os.MkdirTemp("", "lifeboat-grubenv-")
 	if err != nil {
 		return nil, err
@@ -535,6 +585,9 @@ func (d *Disk) Env(ctx context.Context) (bootenv.Vars, error) {
 // writes it on a device (grub.GRUBWrites). The machine must not be
 // running.
 func (d *Disk) SetEnv(ctx context.Context, v bootenv.Vars) error {
+	if d.Board.Bootloader.Backend == "uboot" {
+		return d.setUBootEnv(ctx, v)
+	}
 	tmp, err := os.MkdirTemp("", "lifeboat-grubenv-")
 	if err != nil {
 		return err
@@ -569,6 +622,13 @@ func (d *Disk) UpdateEnv(ctx context.Context, set bootenv.Vars, unset ...string)
 // for a disk kept across runs while its ramdisk is rebuilt. The machine
 // must not be running.
 func (d *Disk) PutRecovery(ctx context.Context, kernel, ramdisk string) error {
+	if d.Board.Bootloader.Backend == "uboot" {
+		img, err := d.mtoolsImage(d.Board.Bootloader.EnvPartition)
+		if err != nil {
+			return err
+		}
+		return mcopyFiles(ctx, img, [][2]string{{kernel, UBootRecoveryKernel}, {ramdisk, UBootRecoveryRamdisk}})
+	}
 	esp, ok := d.Layout.Role(board.RoleESP)
 	if !ok {
 		return fmt.Errorf("%s: layout %s has no ESP", d.Path, d.LayoutName)

@@ -50,7 +50,7 @@ func TestSpecValidate(t *testing.T) {
 		{"slot of another layout", func(s *device.Spec) { s.Slots = map[string]string{"rootfs": slot} }, `slot "rootfs"`},
 		{"missing slot image", func(s *device.Spec) { s.Slots = map[string]string{"rootfs-b": filepath.Join(dir, "nope")} }, "slot rootfs-b"},
 		{"installed without root.json", func(s *device.Spec) { s.RootJSON = nil }, "needs root.json"},
-		{"U-Boot board", func(s *device.Spec) { s.Board = &uboot }, "GRUB disks only"},
+		{"U-Boot board on amd64", func(s *device.Spec) { s.Board = &uboot }, "U-Boot disks for arm64"},
 		{"grubenv elsewhere", func(s *device.Spec) { s.Board = &otherEnv }, "env_file"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

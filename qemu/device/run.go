@@ -19,6 +19,7 @@ import (
 
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/qemu"
+	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
 // ErrExited is wrapped by WaitFor's error when the machine stopped before
@@ -33,9 +34,17 @@ type RunSpec struct {
 	// virtio disk (/dev/vda). Firmware boots need one.
 	Disk string
 
-	// OVMF is the firmware of a firmware boot; zero means
+	// OVMF is the firmware of an x86_64 firmware boot; zero means
 	// qemu.FindOVMF(qemu.OVMFDir).
 	OVMF qemu.OVMF
+	// QEMU is the qemu-system-aarch64 of an arm64 board (U-Boot's
+	// saveenv needs QEMU >= 10); zero means qemu.FindAarch64 in
+	// kernel.DefaultDir().
+	QEMU qemu.Aarch64
+	// Flash is a U-Boot board's flash image, U-Boot's environment (the
+	// virt board's second pflash bank); "" means Disk with FlashSuffix, as
+	// Build makes it. U-Boot writes it in place, as a board's flash.
+	Flash string
 	// Vars is the machine's NVRAM for a firmware boot: a file made from
 	// OVMF's template if it does not exist, and kept, so that runs of one
 	// machine share it as power cycles of a real one do. "" gives each
@@ -78,19 +87,29 @@ func (s *RunSpec) Validate() error {
 	if s.Board == nil {
 		return invalid("no board")
 	}
-	if s.direct() {
-		if s.Board.Arch != "amd64" {
-			return invalid("board %s: arch %s: only x86_64 machines run here", s.Board.Name, s.Board.Arch)
-		}
-	} else {
+	arm64 := s.Board.Arch == "arm64"
+	switch {
+	case s.Board.Arch != "amd64" && !arm64:
+		return invalid("board %s: arch %s: only x86_64 and arm64 machines run here", s.Board.Name, s.Board.Arch)
+	case arm64 && s.TPMState != "":
+		return invalid("board %s: no TPM on arm64 machines here (QEMU's virt board has no tpm-tis)", s.Board.Name)
+	}
+	if !s.direct() {
 		if s.Initrd != "" || s.Append != "" {
 			return invalid("an initrd or a kernel command line needs a kernel: a firmware boot takes them from the disk")
 		}
 		if s.Disk == "" {
 			return invalid("a firmware boot needs a disk")
 		}
-		if s.Board.QEMU.Firmware != "ovmf" {
-			return invalid("board %s: firmware %q: only OVMF boots here", s.Board.Name, s.Board.QEMU.Firmware)
+		switch fw := s.Board.QEMU.Firmware; {
+		case fw == "ovmf" && !arm64, fw == "u-boot" && arm64:
+		default:
+			return invalid("board %s: arch %s, firmware %q: only OVMF (x86_64) and U-Boot (arm64) boot here", s.Board.Name, s.Board.Arch, fw)
+		}
+		if arm64 {
+			if err := isFile(s.flash()); err != nil {
+				return invalid("U-Boot's flash: %v", err)
+			}
 		}
 	}
 	for what, f := range map[string]string{"disk": s.Disk, "kernel": s.Kernel, "initrd": s.Initrd, "USB stick": s.USB} {
@@ -162,7 +181,16 @@ func Boot(ctx context.Context, s RunSpec) (*Machine, error) {
 func (m *Machine) start(ctx context.Context, s *RunSpec) error {
 	var ovmf qemu.OVMF
 	var vars string
-	if !s.direct() {
+	if s.Board.Arch == "arm64" && s.QEMU == (qemu.Aarch64{}) {
+		dir, err := kernel.DefaultDir()
+		if err != nil {
+			return err
+		}
+		if s.QEMU, err = qemu.FindAarch64(ctx, dir); err != nil {
+			return err
+		}
+	}
+	if !s.direct() && s.Board.Arch == "amd64" {
 		ovmf = s.OVMF
 		if ovmf == (qemu.OVMF{}) {
 			var err error

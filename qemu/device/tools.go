@@ -20,6 +20,10 @@ func Tools() []string {
 	return []string{"mkfs.fat", "mmd", "mcopy", "mkfs.ext4", "grub-mkimage"}
 }
 
+// UBootTools are the host programs Build runs for a U-Boot board, besides
+// Tools (but for grub-mkimage).
+func UBootTools() []string { return []string{"mkimage"} }
+
 // debianPackage names the Debian package a host tool comes from.
 func debianPackage(tool string) string {
 	switch tool {
@@ -29,6 +33,8 @@ func debianPackage(tool string) string {
 		return "mtools"
 	case "mkfs.ext4":
 		return "e2fsprogs"
+	case "mkimage":
+		return "u-boot-tools"
 	case "grub-mkimage":
 		return "grub-common and grub-efi-amd64-bin"
 	case "cryptsetup":
