@@ -69,7 +69,7 @@ func needRecovery(t *testing.T) *recoveryFixture {
 	for _, tool := range append(qdevice.Tools(), "qemu-system-x86_64", "xz", "go", "mkfs.ext4", "debugfs") {
 		testtool.Require(t, tool)
 	}
-	recoveryOnce.Do(func() { recoveryFix, recoveryErr = buildRecoveryFixture(t) })
+	recoveryOnce.Do(func() { recoveryFix, recoveryErr = buildRecoveryFixture(t, "qemu-x86_64") })
 	if recoveryErr != nil {
 		t.Fatal(recoveryErr)
 	}
@@ -79,14 +79,15 @@ func needRecovery(t *testing.T) *recoveryFixture {
 	return recoveryFix
 }
 
-func buildRecoveryFixture(t *testing.T) (*recoveryFixture, error) {
+// buildRecoveryFixture builds the fixture for the board boards/name.
+func buildRecoveryFixture(t *testing.T, name string) (*recoveryFixture, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	dir := filepath.Join(workDir, "recovery") // removed by TestMain
+	dir := filepath.Join(workDir, "recovery-"+name) // removed by TestMain
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, err
 	}
-	b, err := board.Load(filepath.Join("..", "boards", "qemu-x86_64"))
+	b, err := board.Load(filepath.Join("..", "boards", name))
 	if err != nil {
 		return nil, err
 	}
