@@ -25,7 +25,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/demo/demoinit"
@@ -350,25 +349,6 @@ func copyFile(src, dst string) (int64, error) {
 		err = cerr
 	}
 	return n, err
-}
-
-// BoardKernel returns the board's pinned kernel from the cache in dir
-// (kernel.DefaultDir), fetching it the first time: exactly that build,
-// since the image's modules must be the ones its kernel loads.
-func BoardKernel(ctx context.Context, b *board.Board, dir string, logf func(string, ...any)) (*kernel.Kernel, error) {
-	pin := kernel.Pin{Package: b.Kernel.Package, Version: b.Kernel.Version, SHA256: b.Kernel.SHA256}
-	if b.Arch != runtime.GOARCH {
-		pin.Arch = b.Arch // Debian names amd64 and arm64 as Go does
-	}
-	k, err := (&kernel.Cache{Dir: dir, Logf: logf}).Get(ctx, pin, "") // no metapackage: no other build will do
-	if err != nil {
-		return nil, fmt.Errorf("kernel for %s: %w", b.Name, err)
-	}
-	if k.Package != pin.Package || k.Version != pin.Version || k.SHA256 != pin.SHA256 {
-		return nil, fmt.Errorf("kernel for %s: %w: the cache has %s %s (sha256 %s), not the pinned %s %s",
-			b.Name, kernel.ErrUnavailable, k.Package, k.Version, k.SHA256, pin.Package, pin.Version)
-	}
-	return k, nil
 }
 
 // AppendVerity builds the dm-verity tree of the image at path (all of

@@ -48,7 +48,7 @@ func boardKernel(t *testing.T) *kernel.Kernel {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	k, err := demo.BoardKernel(ctx, loadBoard(t), dir, t.Logf)
+	k, err := kernel.ForBoard(ctx, dir, loadBoard(t), t.Logf)
 	switch {
 	case errors.Is(err, kernel.ErrChecksum):
 		t.Fatal(err)

@@ -310,24 +310,6 @@ func makeRoot(t testing.TB) string {
 	return filepath.Join(repo, release.MetadataDir, "root.json")
 }
 
-func TestBoardPin(t *testing.T) {
-	b := loadBoard(t)
-	base := kernel.Pin{Package: b.Kernel.Package, Version: b.Kernel.Version, SHA256: b.Kernel.SHA256}
-	if got := boardPin(b, "amd64"); got != base {
-		t.Errorf("boardPin(amd64 board, amd64 host) = %+v, want %+v", got, base)
-	}
-	arm := *b
-	arm.Arch = "arm64"
-	want := base
-	want.Arch = "arm64"
-	if got := boardPin(&arm, "amd64"); got != want {
-		t.Errorf("boardPin(arm64 board, amd64 host) = %+v, want %+v", got, want)
-	}
-	if got := boardPin(&arm, "arm64"); got != base {
-		t.Errorf("boardPin(arm64 board, arm64 host) = %+v, want %+v", got, base)
-	}
-}
-
 func TestStage(t *testing.T) {
 	b := loadBoard(t)
 	b.Modules = []string{"virtio_blk", "dm-verity", "ext4", "virtio"}

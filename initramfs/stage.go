@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -61,7 +60,7 @@ func (o *Options) kernel(ctx context.Context) (*kernel.Kernel, error) {
 		ks = &kernel.Cache{Dir: dir, Logf: o.Logf}
 	}
 	bk := o.Board.Kernel
-	pin := boardPin(o.Board, runtime.GOARCH)
+	pin := kernel.BoardPin(o.Board)
 	t := time.Now()
 	k, err := ks.Get(ctx, pin, "") // no metapackage: no other build will do
 	if err != nil {
@@ -73,17 +72,6 @@ func (o *Options) kernel(ctx context.Context) (*kernel.Kernel, error) {
 	}
 	o.logf("kernel: %s in %v", k, time.Since(t).Round(time.Millisecond))
 	return k, nil
-}
-
-// boardPin is the kernel.Pin of the board's kernel. Debian and Go name
-// amd64 and arm64 alike; a kernel of the host's architecture has none in
-// its pin.
-func boardPin(b *board.Board, hostArch string) kernel.Pin {
-	pin := kernel.Pin{Package: b.Kernel.Package, Version: b.Kernel.Version, SHA256: b.Kernel.SHA256}
-	if b.Arch != hostArch {
-		pin.Arch = b.Arch
-	}
-	return pin
 }
 
 // staged is a file to put in the ramdisk: its path in the stage directory

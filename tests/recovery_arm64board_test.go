@@ -83,7 +83,7 @@ func unavailable(t *testing.T, format string, args ...any) {
 // never written.
 func TestRecoveryArm64(t *testing.T) {
 	f, q := needRecoveryArm64(t)
-	srv := serveRepo(t, f.repo)
+	srv := serveRepo(t, f.Repo)
 	d := f.newDevice(t, nil)
 	flashBefore, err := os.ReadFile(d.Flash)
 	if err != nil {
@@ -138,7 +138,7 @@ func TestRecoveryArm64(t *testing.T) {
 			t.Errorf("v2 did not boot from B through U-Boot and mark itself good: %s", got)
 		}
 		env := envOf(t, d)
-		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != verityArg(f.rels["2"].Images[0]) || env[slot.TryVar] != "" {
+		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != f.VerityArg("2") || env[slot.TryVar] != "" {
 			t.Errorf("environment after the update: %v", env)
 		}
 	})

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/lifeboat-update/lifeboat/internal/testtool"
-	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
-	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	qdevice "github.com/lifeboat-update/lifeboat/qemu/device"
 )
@@ -20,18 +18,9 @@ func (f *recoveryFixture) newCryptDevice(t *testing.T) *qdevice.Disk {
 	t.Helper()
 	testtool.Require(t, qdevice.CryptTools()...)
 	dir := t.TempDir()
-	d, err := qdevice.Build(t.Context(), qdevice.Spec{
-		Board: f.board, Layout: "ab-crypt", Out: filepath.Join(dir, "disk.img"),
-		Kernel: f.kernel, Ramdisk: f.ramdisk,
-		Slots: map[string]string{"rootfs-a": f.slotV1},
-		Env: bootenv.Vars{
-			slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0",
-			"LIFEBOAT_A_VERITY": verityArg(f.rels["1"].Images[0]),
-		},
-		RootJSON: f.root, Installed: "1",
-		DataFiles: map[string]string{install.SlotIndexName("A", "rootfs"): filepath.Join(f.repo, filepath.FromSlash(f.rels["1"].Images[0].Index.Path))},
-		TPMState:  filepath.Join(dir, "tpm"),
-	})
+	spec := f.Spec("ab-crypt", filepath.Join(dir, "disk.img"), nil)
+	spec.TPMState = filepath.Join(dir, "tpm")
+	d, err := qdevice.Build(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +35,7 @@ func (f *recoveryFixture) newCryptDevice(t *testing.T) *qdevice.Disk {
 // fails, naming the check, and switches nothing.
 func TestRecoveryCrypt(t *testing.T) {
 	f := needRecovery(t)
-	srv := serveRepo(t, f.repo)
+	srv := serveRepo(t, f.Repo)
 	d := f.newCryptDevice(t)
 	args := "lifeboat.layout=ab-crypt lifeboat.source=net lifeboat.repo=" + srv.url
 
@@ -66,7 +55,7 @@ func TestRecoveryCrypt(t *testing.T) {
 			t.Errorf("v2 did not boot and mark itself good after kexec: %s", got)
 		}
 		env := envOf(t, d)
-		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != verityArg(f.rels["2"].Images[0]) {
+		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != f.VerityArg("2") {
 			t.Errorf("grubenv after the update: %v", env)
 		}
 	})

@@ -19,18 +19,13 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/demo"
-	"github.com/lifeboat-update/lifeboat/initramfs"
+	"github.com/lifeboat-update/lifeboat/demo/scenario"
 	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
-	"github.com/lifeboat-update/lifeboat/pkg/durable"
-	"github.com/lifeboat-update/lifeboat/pkg/install"
-	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	lbrelease "github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
-	"github.com/lifeboat-update/lifeboat/pkg/store"
-	"github.com/lifeboat-update/lifeboat/pkg/verity"
 	"github.com/lifeboat-update/lifeboat/qemu"
 	qdevice "github.com/lifeboat-update/lifeboat/qemu/device"
 )
@@ -41,18 +36,10 @@ import (
 // what the console says, what the slots hold and what the bootloader's
 // environment says afterwards.
 
-// recoveryFixture is built once per test process: the ramdisk, the
-// releases, the repository and slot A's factory content.
+// recoveryFixture is built once per test process and board: the
+// ramdisk, the releases, the repository and slot A's factory content.
 type recoveryFixture struct {
-	board   *board.Board
-	kernel  string // the board kernel's image
-	ramdisk string
-	repo    string // v1 and v2, signed
-	oldRepo string // the same repository when it had v1 only
-	root    []byte // its root.json
-	slotV1  string // slot content of release 1: image and verity tree
-	rels    map[string]lbrelease.Release
-	images  map[string]string // the demo images, by version
+	*scenario.Scenario
 }
 
 var (
@@ -83,116 +70,27 @@ func needRecovery(t *testing.T) *recoveryFixture {
 func buildRecoveryFixture(t *testing.T, name string) (*recoveryFixture, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	dir := filepath.Join(workDir, "recovery-"+name) // removed by TestMain
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, err
-	}
 	b, err := board.Load(filepath.Join("..", "boards", name))
 	if err != nil {
 		return nil, err
 	}
-	f := &recoveryFixture{board: b, rels: map[string]lbrelease.Release{}, images: map[string]string{}}
-	k, err := qdevice.BoardKernel(ctx, b, t.Logf)
+	sc, err := scenario.Build(ctx, scenario.Options{
+		Board: b, Dir: filepath.Join(workDir, "recovery-"+name), // removed by TestMain
+		ModuleRoot: "..", Logf: t.Logf,
+	})
 	if err != nil {
 		return nil, err
 	}
-	f.kernel = k.Image()
-
-	f.ramdisk = filepath.Join(dir, "ramdisk.cpio.xz")
-	res, err := initramfs.Build(ctx, initramfs.Options{Board: b, Output: f.ramdisk, ModuleRoot: ".."})
-	if err != nil {
-		return nil, fmt.Errorf("ramdisk: %w", err)
-	}
+	res := sc.RamdiskResult
 	t.Logf("ramdisk: %d bytes compressed (budget %d), built in %s", res.Compressed, res.Budget, res.Elapsed.Round(time.Second))
-
-	// The repository: keys, then v1; a copy of it as it was; then v2.
-	keyDir := filepath.Join(dir, "keys")
-	if err := os.Mkdir(keyDir, 0o700); err != nil {
-		return nil, err
-	}
-	ks := publish.KeySet{}
-	for _, role := range lbrelease.Roles {
-		s, err := lbrelease.GenerateKey(filepath.Join(keyDir, role+".key"))
-		if err != nil {
-			return nil, err
-		}
-		ks[role] = []lbrelease.Signer{s}
-	}
-	f.repo = filepath.Join(dir, "repo")
-	repo, err := publish.Init(f.repo, ks, nil)
-	if err != nil {
-		return nil, err
-	}
-	if f.root, err = os.ReadFile(filepath.Join(f.repo, lbrelease.MetadataDir, "1.root.json")); err != nil {
-		return nil, err
-	}
-	for _, v := range []string{"1", "2"} {
-		img := filepath.Join(dir, "demo-"+v+".img")
-		if _, err := demo.BuildImage(ctx, demo.Options{Board: b, Version: v, Kernel: k, Out: img}); err != nil {
-			return nil, fmt.Errorf("demo image %s: %w", v, err)
-		}
-		p := verity.DefaultParams()
-		im, err := repo.AddImage(ctx, "rootfs", img, publish.ImageOptions{Params: chunk.DefaultParams, Digest: chunk.SHA512256, Verity: &p})
-		if err != nil {
-			return nil, err
-		}
-		rel := lbrelease.Release{Board: b.Name, Version: v, Created: time.Now().UTC(), Images: []lbrelease.Image{im}}
-		if err := repo.AddRelease(rel, ks); err != nil {
-			return nil, err
-		}
-		f.rels[v] = rel
-		f.images[v] = img
-		if v == "1" {
-			f.oldRepo = filepath.Join(dir, "repo-v1")
-			copyTree(t, f.oldRepo, f.repo)
-		}
-	}
-
-	// Slot A's factory content: release 1 installed from the repository
-	// by the same pipeline, into a file.
-	f.slotV1 = filepath.Join(dir, "slot-v1.img")
-	state := filepath.Join(dir, "factory-state")
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return nil, err
-	}
-	if err := lbrelease.Provision(durable.OS(state), f.root); err != nil {
-		return nil, err
-	}
-	st, err := store.NewLocal(filepath.Join(f.oldRepo, lbrelease.StoreDir))
-	if err != nil {
-		return nil, err
-	}
-	client := &lbrelease.Client{State: durable.OS(state), Fetch: lbrelease.DirFetcher{Dir: f.oldRepo}, Board: b.Name}
-	if _, err := install.Install(ctx, client, map[string]string{"rootfs": f.slotV1}, install.Options{Stores: []store.Store{st}}); err != nil {
-		return nil, fmt.Errorf("factory install of v1: %w", err)
-	}
-	return f, nil
-}
-
-func verityArg(im lbrelease.Image) string {
-	return fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+	return &recoveryFixture{sc}, nil
 }
 
 // newDevice builds a disk with v1 in slot A, good, and the trusted state
-// provisioned with v1 installed.
+// provisioned with v1 installed (scenario.Disk).
 func (f *recoveryFixture) newDevice(t *testing.T, env bootenv.Vars) *qdevice.Disk {
 	t.Helper()
-	vars := bootenv.Vars{
-		slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0",
-		"LIFEBOAT_A_VERITY": verityArg(f.rels["1"].Images[0]),
-	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	d, err := qdevice.Build(t.Context(), qdevice.Spec{
-		Board: f.board, Layout: "ab", Out: filepath.Join(t.TempDir(), "disk.img"),
-		Kernel: f.kernel, Ramdisk: f.ramdisk,
-		Slots:    map[string]string{"rootfs-a": f.slotV1},
-		Env:      vars,
-		RootJSON: f.root, Installed: "1",
-		// What the factory keeps beside slot A: its image's index.
-		DataFiles: map[string]string{install.SlotIndexName("A", "rootfs"): filepath.Join(f.repo, filepath.FromSlash(f.rels["1"].Images[0].Index.Path))},
-	})
+	d, err := f.Disk(t.Context(), filepath.Join(t.TempDir(), "disk.img"), env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +150,7 @@ var (
 // boot runs the device to the end (power-off) and returns its console.
 func (f *recoveryFixture) boot(t *testing.T, spec qdevice.RunSpec) []string {
 	t.Helper()
-	spec.Board = f.board
+	spec.Board = f.Board
 	spec.Log = filepath.Join(t.TempDir(), "console.log")
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
@@ -274,7 +172,7 @@ func (f *recoveryFixture) boot(t *testing.T, spec qdevice.RunSpec) []string {
 // recovery entry would, with the command line's extra parameters.
 func (f *recoveryFixture) direct(disk *qdevice.Disk, extra string) qdevice.RunSpec {
 	return qdevice.RunSpec{
-		Disk: disk.Path, Kernel: f.kernel, Initrd: f.ramdisk, Net: &qemu.NetUser{},
+		Disk: disk.Path, Kernel: f.Kernel, Initrd: f.Ramdisk, Net: &qemu.NetUser{},
 		Append: "console=ttyS0,115200 panic=-1 lifeboat.mode=update lifeboat.layout=ab lifeboat.onfail=poweroff " + extra,
 	}
 }
@@ -313,32 +211,13 @@ func envOf(t *testing.T, d *qdevice.Disk) bootenv.Vars {
 	return v
 }
 
-// needBytes is the stored size of the distinct chunks of release v that
-// release seed lacks: what an update seeded by seed must fetch.
+// needBytes is what an update to v seeded by seed must fetch
+// (scenario.NeedBytes).
 func (f *recoveryFixture) needBytes(t *testing.T, v, seed string) int64 {
 	t.Helper()
-	ids := func(v string) []chunk.Entry {
-		idx, err := chunk.ReadIndexFile(filepath.Join(f.repo, filepath.FromSlash(f.rels[v].Images[0].Index.Path)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return idx.Chunks
-	}
-	have := map[chunk.ID]bool{}
-	for _, c := range ids(seed) {
-		have[c.ID] = true
-	}
-	var n int64
-	for _, c := range ids(v) {
-		if have[c.ID] {
-			continue
-		}
-		have[c.ID] = true
-		fi, err := os.Stat(filepath.Join(f.repo, lbrelease.StoreDir, c.ID.String()[:4], c.ID.String()+".cacnk"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += fi.Size()
+	n, err := f.NeedBytes(v, seed)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return n
 }
@@ -351,7 +230,7 @@ func (f *recoveryFixture) needBytes(t *testing.T, v, seed string) int64 {
 // good; then the older release re-offered; then a corrupted block in B.
 func TestRecoveryAB(t *testing.T) {
 	f := needRecovery(t)
-	srv := serveRepo(t, f.repo)
+	srv := serveRepo(t, f.Repo)
 	// Offers to refuse go to one device, the update to another, whose
 	// inactive slot holds nothing the refused offers wrote.
 	refused, d := f.newDevice(t, nil), f.newDevice(t, nil)
@@ -410,7 +289,7 @@ func TestRecoveryAB(t *testing.T) {
 	})
 
 	t.Run("update", func(t *testing.T) {
-		srv.dir.Store(f.repo)
+		srv.dir.Store(f.Repo)
 		srv.chunkBytes.Store(0)
 		lines := f.boot(t, f.direct(d, "lifeboat.source=net lifeboat.repo="+srv.url))
 		res := ramdiskResultOf(t, lines)
@@ -426,7 +305,7 @@ func TestRecoveryAB(t *testing.T) {
 			t.Errorf("v2 did not boot and mark itself good after kexec: %s", got)
 		}
 		env := envOf(t, d)
-		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != verityArg(f.rels["2"].Images[0]) {
+		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != f.VerityArg("2") {
 			t.Errorf("grubenv after the update: %v", env)
 		}
 	})
@@ -434,7 +313,7 @@ func TestRecoveryAB(t *testing.T) {
 		return
 	}
 	t.Run("older release", func(t *testing.T) {
-		refuse(t, d, f.oldRepo, lbrelease.ErrRollback.Error())
+		refuse(t, d, f.OldRepo, lbrelease.ErrRollback.Error())
 	})
 	t.Run("verity", func(t *testing.T) {
 		// A flipped byte in a file of B's file system: B's reads fail
@@ -456,7 +335,7 @@ func TestRecoveryAB(t *testing.T) {
 func (f *recoveryFixture) tamperedCopy(t *testing.T, tamper func(dir string)) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "repo")
-	copyTree(t, dir, f.repo)
+	copyTree(t, dir, f.Repo)
 	tamper(dir)
 	return dir
 }
@@ -465,7 +344,7 @@ func (f *recoveryFixture) tamperedCopy(t *testing.T, tamper func(dir string)) st
 func (f *recoveryFixture) newChunk(t *testing.T, v, old string) string {
 	t.Helper()
 	read := func(v string) []chunk.Entry {
-		idx, err := chunk.ReadIndexFile(filepath.Join(f.repo, filepath.FromSlash(f.rels[v].Images[0].Index.Path)))
+		idx, err := chunk.ReadIndexFile(filepath.Join(f.Repo, filepath.FromSlash(f.Releases[v].Images[0].Index.Path)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +367,7 @@ func (f *recoveryFixture) newChunk(t *testing.T, v, old string) string {
 // of its payload files.
 func (f *recoveryFixture) payloadOffset(t *testing.T, v string) int64 {
 	t.Helper()
-	out, err := exec.Command("debugfs", "-R", "bmap /"+demo.PayloadDir+"/base-03.bin 100", f.images[v]).Output()
+	out, err := exec.Command("debugfs", "-R", "bmap /"+demo.PayloadDir+"/base-03.bin 100", f.Images[v]).Output()
 	if err != nil {
 		t.Fatalf("debugfs bmap: %v", err)
 	}
@@ -513,7 +392,7 @@ func containsLine(lines []string, s string) bool {
 // ramdisk updates over the network and reboots, and GRUB boots v2 from B.
 func TestRecoveryReboot(t *testing.T) {
 	f := needRecovery(t)
-	srv := serveRepo(t, f.repo)
+	srv := serveRepo(t, f.Repo)
 	// GRUB rewrites only the first sector of grubenv safely, which leaves
 	// 448 bytes for every variable: the repository comes by DHCP, as the
 	// boot file name, rather than in lifeboat_recovery_args.
@@ -541,7 +420,7 @@ func TestRecoveryUSB(t *testing.T) {
 	f := needRecovery(t)
 	d := f.newDevice(t, nil)
 	stick := filepath.Join(t.TempDir(), "stick.img")
-	if err := qdevice.Stick(t.Context(), f.repo, stick); err != nil {
+	if err := qdevice.Stick(t.Context(), f.Repo, stick); err != nil {
 		t.Fatal(err)
 	}
 	spec := f.direct(d, "lifeboat.source=usb")

@@ -9,6 +9,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -74,7 +75,7 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 		return nil, err
 	}
 	s := &Scenario{Board: b, Releases: map[string]release.Release{}, Images: map[string]string{}}
-	k, err := device.BoardKernel(ctx, b, logf)
+	k, err := kernel.ForBoard(ctx, "", b, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -197,10 +198,22 @@ func (s *Scenario) IndexPath(version string) string {
 	return filepath.Join(s.Repo, filepath.FromSlash(s.Releases[version].Images[0].Index.Path))
 }
 
-// Disk builds a device's disk on the board's ab layout: release 1 in
-// slot A, good, its index kept beside it, the trusted state provisioned
-// with release 1 installed, and env over the defaults.
+// Disk builds a device's disk on the board's ab layout (Spec).
 func (s *Scenario) Disk(ctx context.Context, out string, env bootenv.Vars) (*device.Disk, error) {
+	return device.Build(ctx, s.Spec("ab", out, env))
+}
+
+// Spec is a device's disk on a layout: release 1 in slot A (the layout's
+// first slot of class rootfs), good, its index kept beside it, the
+// trusted state provisioned with release 1 installed, and env over those
+// defaults.
+func (s *Scenario) Spec(layout, out string, env bootenv.Vars) device.Spec {
+	slotA := "rootfs-a"
+	if l, err := s.Board.Layout(layout); err == nil {
+		if ps := l.Slots("rootfs"); len(ps) > 0 {
+			slotA = ps[0].Label
+		}
+	}
 	vars := bootenv.Vars{
 		slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0",
 		"LIFEBOAT_A_VERITY": s.VerityArg("1"),
@@ -208,15 +221,15 @@ func (s *Scenario) Disk(ctx context.Context, out string, env bootenv.Vars) (*dev
 	for k, v := range env {
 		vars[k] = v
 	}
-	return device.Build(ctx, device.Spec{
-		Board: s.Board, Layout: "ab", Out: out,
+	return device.Spec{
+		Board: s.Board, Layout: layout, Out: out,
 		Kernel: s.Kernel, Ramdisk: s.Ramdisk,
-		Slots:     map[string]string{"rootfs-a": s.SlotV1},
+		Slots:     map[string]string{slotA: s.SlotV1},
 		Env:       vars,
 		RootJSON:  s.Root,
 		Installed: "1",
 		DataFiles: map[string]string{install.SlotIndexName("A", "rootfs"): s.IndexPath("1")},
-	})
+	}
 }
 
 // NeedBytes is the stored size of the distinct chunks of version's rootfs

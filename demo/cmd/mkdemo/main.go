@@ -109,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	k, err := demo.BoardKernel(ctx, b, cache, logf)
+	k, err := kernel.ForBoard(ctx, cache, b, logf)
 	if err != nil {
 		return err
 	}

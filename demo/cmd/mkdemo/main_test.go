@@ -52,7 +52,7 @@ func TestMkdemo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	if _, err := demo.BoardKernel(ctx, b, dir, t.Logf); err != nil {
+	if _, err := kernel.ForBoard(ctx, dir, b, t.Logf); err != nil {
 		if os.Getenv("CI") != "" || errors.Is(err, kernel.ErrChecksum) {
 			t.Fatal(err)
 		}

@@ -45,6 +45,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 	"io"
 	"maps"
 	"os"
@@ -175,7 +176,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if o.kernel == "" {
-		k, err := device.BoardKernel(ctx, b, logf)
+		k, err := kernel.ForBoard(ctx, "", b, logf)
 		if err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func Kernel(t testing.TB, b *board.Board) *kernel.Kernel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	k, err := device.BoardKernel(ctx, b, t.Logf)
+	k, err := kernel.ForBoard(ctx, "", b, t.Logf)
 	switch {
 	case errors.Is(err, kernel.ErrChecksum):
 		t.Fatal(err)

@@ -1,0 +1,29 @@
+package kernel
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/lifeboat-update/lifeboat/pkg/board"
+)
+
+func TestBoardPin(t *testing.T) {
+	b, err := board.Load(filepath.Join("..", "..", "boards", "qemu-x86_64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := Pin{Package: b.Kernel.Package, Version: b.Kernel.Version, SHA256: b.Kernel.SHA256}
+	if got := boardPin(b, "amd64"); got != base {
+		t.Errorf("boardPin(amd64 board, amd64 host) = %+v, want %+v", got, base)
+	}
+	arm := *b
+	arm.Arch = "arm64"
+	want := base
+	want.Arch = "arm64"
+	if got := boardPin(&arm, "amd64"); got != want {
+		t.Errorf("boardPin(arm64 board, amd64 host) = %+v, want %+v", got, want)
+	}
+	if got := boardPin(&arm, "arm64"); got != base {
+		t.Errorf("boardPin(arm64 board, arm64 host) = %+v, want %+v", got, base)
+	}
+}
