@@ -21,6 +21,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/verity"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
@@ -48,7 +49,7 @@ func boardKernel(t *testing.T) *kernel.Kernel {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	k, err := kernel.ForBoard(ctx, dir, loadBoard(t), t.Logf)
+	k, err := boardkernel.Get(ctx, dir, loadBoard(t), t.Logf)
 	switch {
 	case errors.Is(err, kernel.ErrChecksum):
 		t.Fatal(err)

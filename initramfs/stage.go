@@ -12,6 +12,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
@@ -60,7 +61,7 @@ func (o *Options) kernel(ctx context.Context) (*kernel.Kernel, error) {
 		ks = &kernel.Cache{Dir: dir, Logf: o.Logf}
 	}
 	bk := o.Board.Kernel
-	pin := kernel.BoardPin(o.Board)
+	pin := boardkernel.Pin(o.Board)
 	t := time.Now()
 	k, err := ks.Get(ctx, pin, "") // no metapackage: no other build will do
 	if err != nil {

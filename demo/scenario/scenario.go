@@ -9,7 +9,6 @@ package scenario
 import (
 	"context"
 	"fmt"
-	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
 	"github.com/lifeboat-update/lifeboat/pkg/verity"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/device"
 )
 
@@ -75,7 +75,7 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 		return nil, err
 	}
 	s := &Scenario{Board: b, Releases: map[string]release.Release{}, Images: map[string]string{}}
-	k, err := kernel.ForBoard(ctx, "", b, logf)
+	k, err := boardkernel.Get(ctx, "", b, logf)
 	if err != nil {
 		return nil, err
 	}

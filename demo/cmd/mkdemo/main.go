@@ -39,6 +39,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/demo/demoinit"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/verity"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
@@ -109,7 +110,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	k, err := kernel.ForBoard(ctx, cache, b, logf)
+	k, err := boardkernel.Get(ctx, cache, b, logf)
 	if err != nil {
 		return err
 	}

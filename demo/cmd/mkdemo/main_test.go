@@ -14,6 +14,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/demo/demoinit"
 	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
@@ -52,7 +53,7 @@ func TestMkdemo(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	if _, err := kernel.ForBoard(ctx, dir, b, t.Logf); err != nil {
+	if _, err := boardkernel.Get(ctx, dir, b, t.Logf); err != nil {
 		if os.Getenv("CI") != "" || errors.Is(err, kernel.ErrChecksum) {
 			t.Fatal(err)
 		}

@@ -45,7 +45,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 	"io"
 	"maps"
 	"os"
@@ -57,6 +56,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/qemu"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/device"
 )
 
@@ -176,7 +176,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	if o.kernel == "" {
-		k, err := kernel.ForBoard(ctx, "", b, logf)
+		k, err := boardkernel.Get(ctx, "", b, logf)
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/internal/testtool"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/qemu"
+	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/cpio"
 	"github.com/lifeboat-update/lifeboat/qemu/device"
 	"github.com/lifeboat-update/lifeboat/qemu/kernel"
@@ -65,7 +66,7 @@ func Kernel(t testing.TB, b *board.Board) *kernel.Kernel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	k, err := kernel.ForBoard(ctx, "", b, t.Logf)
+	k, err := boardkernel.Get(ctx, "", b, t.Logf)
 	switch {
 	case errors.Is(err, kernel.ErrChecksum):
 		t.Fatal(err)
