@@ -107,7 +107,7 @@ func TestUBootBootConfig(t *testing.T) {
 		if c.binary() != q.Path {
 			t.Errorf("%+v.Config() runs %s, want %s", tt.u, c.binary(), q.Path)
 		}
-		if d := cmp.Diff(tt.want, strings.Join(c.args(""), " ")); d != "" {
+		if d := cmp.Diff(tt.want, strings.Join(c.CommandLine(""), " ")); d != "" {
 			t.Errorf("%+v.Config() args (-want +got):\n%s", tt.u, d)
 		}
 	}

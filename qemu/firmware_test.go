@@ -42,7 +42,7 @@ func TestFirmwareBootArgs(t *testing.T) {
 // Config's -no-reboot, which QEMU would otherwise apply.
 func TestFirmwareResetsAfterNoReboot(t *testing.T) {
 	c := Config{Args: FirmwareBoot{Resets: true}.Args()}
-	a := c.args("")
+	a := c.CommandLine("")
 	noReboot, reset := -1, -1
 	for i, s := range a {
 		switch s {

@@ -96,6 +96,10 @@ type Config struct {
 
 	// Console receives the serial console (ttyS0).
 	Console io.Writer
+	// Stdin, if set, is the console's input, for a person at a terminal:
+	// the serial console and QEMU's monitor are multiplexed on it and on
+	// Console (-serial mon:stdio; Ctrl-A c switches, Ctrl-A x quits).
+	Stdin io.Reader
 }
 
 func (c *Config) binary() string {
@@ -105,8 +109,9 @@ func (c *Config) binary() string {
 	return "qemu-system-x86_64"
 }
 
-// args returns QEMU's arguments; tpmSock is the swtpm control socket.
-func (c *Config) args(tpmSock string) []string {
+// CommandLine returns QEMU's arguments for c; tpmSock is the swtpm control
+// socket, or "" for none.
+func (c *Config) CommandLine(tpmSock string) []string {
 	or := func(s, def string) string {
 		if s == "" {
 			return def
@@ -129,11 +134,13 @@ func (c *Config) args(tpmSock string) []string {
 		"-m", or(c.Memory, "512M"),
 		"-nodefaults", "-no-user-config",
 		"-display", "none",
-		"-monitor", "none",
-		"-serial", "stdio",
-		"-nic", nic,
-		"-no-reboot",
 	}
+	if c.Stdin != nil {
+		a = append(a, "-serial", "mon:stdio")
+	} else {
+		a = append(a, "-monitor", "none", "-serial", "stdio")
+	}
+	a = append(a, "-nic", nic, "-no-reboot")
 	if c.Kernel != "" {
 		a = append(a, "-kernel", c.Kernel)
 		if c.Initrd != "" {
@@ -223,7 +230,8 @@ func Start(ctx context.Context, c Config) (*VM, error) {
 			return nil, err
 		}
 	}
-	vm.cmd = exec.CommandContext(ctx, bin, c.args(sock)...)
+	vm.cmd = exec.CommandContext(ctx, bin, c.CommandLine(sock)...)
+	vm.cmd.Stdin = c.Stdin
 	vm.cmd.Stdout = c.Console
 	if c.Console == nil {
 		vm.cmd.Stdout = io.Discard

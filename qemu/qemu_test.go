@@ -15,7 +15,7 @@ func TestArgs(t *testing.T) {
 		Disks: []Disk{{Path: "/d/a.img"}, {Path: "/d/b,c.qcow2", Format: "qcow2", ReadOnly: true}},
 		Args:  []string{"-device", "i6300esb"},
 	}
-	got := strings.Join(c.args("/s/ctrl"), " ")
+	got := strings.Join(c.CommandLine("/s/ctrl"), " ")
 	want := "-machine q35 -accel tcg -cpu max -smp 1 -m 512M -nodefaults -no-user-config -display none -monitor none -serial stdio -nic none -no-reboot" +
 		" -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0" +
 		" -drive file=/d/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0" +
@@ -53,7 +53,7 @@ func TestArgsNetAndUSB(t *testing.T) {
 			" -drive file=/u/b,,c.qcow2,format=qcow2,if=none,id=usb1,readonly=on -device usb-storage,bus=xhci.0,drive=usb1,removable=on"},
 	}
 	for _, tt := range tests {
-		got := strings.Join(tt.c.args(""), " ")
+		got := strings.Join(tt.c.CommandLine(""), " ")
 		if d := cmp.Diff(tt.want, got); d != "" {
 			t.Errorf("%s: args (-want +got):\n%s", tt.name, d)
 		}

@@ -2,7 +2,6 @@ package device
 
 import (
 	"cmp"
-	"fmt"
 	"strings"
 
 	"github.com/lifeboat-update/lifeboat/qemu"
@@ -45,67 +44,6 @@ func (s *RunSpec) config(ovmf qemu.OVMF, vars string) qemu.Config {
 
 // escapeOpt doubles the commas in a value inside a QEMU option string.
 func escapeOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
-
-// interactiveArgs is the whole QEMU command line for c with the serial
-// console and QEMU's monitor multiplexed on QEMU's stdin and stdout
-// (-serial mon:stdio: Ctrl-A c switches, Ctrl-A x quits), for a person at
-// a terminal. qemu.Start gives QEMU no stdin, so an interactive machine
-// runs QEMU itself, with qemu.Start's arguments but for the console and
-// the monitor. tpmSock is the swtpm control socket, or "".
-func interactiveArgs(c qemu.Config, tpmSock string) []string {
-	nic := "none"
-	if n := c.Net; n != nil {
-		nic = "user,model=" + cmp.Or(n.Model, "virtio-net-pci")
-		if n.Bootfile != "" {
-			nic += ",bootfile=" + escapeOpt(n.Bootfile)
-		}
-	}
-	a := []string{
-		"-machine", cmp.Or(c.Machine, "q35"),
-		"-accel", "tcg",
-		"-cpu", cmp.Or(c.CPU, "max"),
-		"-smp", fmt.Sprint(max(c.CPUs, 1)),
-		"-m", cmp.Or(c.Memory, "512M"),
-		"-nodefaults", "-no-user-config",
-		"-display", "none",
-		"-serial", "mon:stdio",
-		"-nic", nic,
-		"-no-reboot",
-	}
-	if c.Kernel != "" {
-		a = append(a, "-kernel", c.Kernel)
-		if c.Initrd != "" {
-			a = append(a, "-initrd", c.Initrd)
-		}
-		if c.Append != "" {
-			a = append(a, "-append", c.Append)
-		}
-	}
-	drive := func(d qemu.Disk, id string) string {
-		opt := fmt.Sprintf("file=%s,format=%s,if=none,id=%s", escapeOpt(d.Path), cmp.Or(d.Format, "raw"), id)
-		if d.ReadOnly {
-			opt += ",readonly=on"
-		}
-		return opt
-	}
-	for i, d := range c.Disks {
-		a = append(a, "-drive", drive(d, fmt.Sprintf("disk%d", i)), "-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i))
-	}
-	if len(c.USB) > 0 {
-		a = append(a, "-device", "qemu-xhci,id=xhci")
-		for i, d := range c.USB {
-			a = append(a, "-drive", drive(d, fmt.Sprintf("usb%d", i)),
-				"-device", fmt.Sprintf("usb-storage,bus=xhci.0,drive=usb%d,removable=on", i))
-		}
-	}
-	if tpmSock != "" {
-		a = append(a,
-			"-chardev", "socket,id=chrtpm,path="+escapeOpt(tpmSock),
-			"-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-			"-device", "tpm-tis,tpmdev=tpm0")
-	}
-	return append(a, c.Args...)
-}
 
 // flash is the U-Boot flash image s runs with.
 func (s *RunSpec) flash() string {

@@ -1,8 +1,6 @@
 package device
 
 import (
-	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,11 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/qemu"
@@ -225,91 +221,13 @@ func (m *Machine) start(ctx context.Context, s *RunSpec) error {
 	}
 	console := io.MultiWriter(append(outs, &m.con)...)
 	cfg := s.config(ovmf, vars)
-	if s.Stdin != nil {
-		return m.startInteractive(ctx, cfg, s.Stdin, console)
-	}
-	cfg.Console = console
+	cfg.Console, cfg.Stdin = console, s.Stdin
 	vm, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	m.stop, m.wait = vm.Kill, vm.Wait
 	return nil
-}
-
-// startInteractive runs QEMU itself, with stdin: see interactiveArgs.
-func (m *Machine) startInteractive(ctx context.Context, cfg qemu.Config, stdin io.Reader, console io.Writer) error {
-	bin, err := exec.LookPath(cmp.Or(cfg.QEMU, "qemu-system-x86_64"))
-	if err != nil {
-		return fmt.Errorf("%w: %w", qemu.ErrNoQEMU, err)
-	}
-	var sock string
-	stopTPM := func() {}
-	if cfg.TPMState != "" {
-		if sock, stopTPM, err = startSWTPM(ctx, cfg.TPMState, m.tmp); err != nil {
-			return err
-		}
-	}
-	cmd := exec.CommandContext(ctx, bin, interactiveArgs(cfg, sock)...)
-	cmd.Stdin, cmd.Stdout = stdin, console
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = sysProcAttr()
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 3 * time.Second
-	if err := cmd.Start(); err != nil {
-		stopTPM()
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	m.stop = func() error { return cmd.Process.Kill() }
-	m.wait = func() error {
-		err := cmd.Wait()
-		stopTPM()
-		if err != nil {
-			return fmt.Errorf("qemu: %w: %s", err, strings.TrimSpace(stderr.String()))
-		}
-		return nil
-	}
-	return nil
-}
-
-// startSWTPM starts swtpm as a daemon, which has its control socket (in
-// dir) listening by the time it detaches; with --terminate it exits when
-// QEMU disconnects. stop kills it if it has not.
-func startSWTPM(ctx context.Context, state, dir string) (sock string, stop func(), err error) {
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		return "", nil, fmt.Errorf("%w: %w", qemu.ErrNoSWTPM, err)
-	}
-	// A daemon works in /: its paths must not be relative.
-	if state, err = filepath.Abs(state); err != nil {
-		return "", nil, err
-	}
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		return "", nil, err
-	}
-	sock = filepath.Join(dir, "swtpm.sock")
-	pidFile := filepath.Join(dir, "swtpm.pid")
-	out, err := exec.CommandContext(ctx, bin, "socket", "--tpm2",
-		"--tpmstate", "dir="+state,
-		"--ctrl", "type=unixio,path="+sock,
-		"--terminate", "--daemon",
-		"--pid", "file="+pidFile).CombinedOutput()
-	if err != nil {
-		return "", nil, fmt.Errorf("swtpm: %w: %s", err, bytes.TrimSpace(out))
-	}
-	stop = func() {
-		b, err := os.ReadFile(pidFile)
-		if err != nil {
-			return
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			if p, err := os.FindProcess(pid); err == nil {
-				p.Kill() // already gone when QEMU's exit ended it
-			}
-		}
-	}
-	return sock, stop, nil
 }
 
 // waitExit waits for QEMU and records how it ended.

@@ -120,8 +120,10 @@ func TestConfig(t *testing.T) {
 func TestInteractiveArgs(t *testing.T) {
 	b := testBoard(t)
 	s := RunSpec{Board: b, Kernel: "/k/vmlinuz", Initrd: "/k/ramdisk", Append: "console=ttyS0,115200", Disk: "/d/disk.img", USB: "/d/a,b.img",
-		Net: &qemu.NetUser{Bootfile: "http://10.0.2.2/"}}
-	got := strings.Join(interactiveArgs(s.config(qemu.OVMF{}, ""), "/t/swtpm.sock"), " ")
+		Net: &qemu.NetUser{Bootfile: "http://10.0.2.2/"}, Stdin: strings.NewReader("")}
+	cfg := s.config(qemu.OVMF{}, "")
+	cfg.Stdin = s.Stdin
+	got := strings.Join(cfg.CommandLine("/t/swtpm.sock"), " ")
 	for _, want := range []string{
 		"-machine q35 -accel tcg -cpu max -smp 1 -m 1G ",
 		" -serial mon:stdio ",
@@ -132,11 +134,11 @@ func TestInteractiveArgs(t *testing.T) {
 		" -device qemu-xhci,id=xhci -drive file=/d/a,,b.img,format=raw,if=none,id=usb0 -device usb-storage,bus=xhci.0,drive=usb0,removable=on",
 	} {
 		if !strings.Contains(got, want) {
-			t.Errorf("interactiveArgs() = %s\nwant it to hold %q", got, want)
+			t.Errorf("args = %s\nwant it to hold %q", got, want)
 		}
 	}
 	if strings.Contains(got, "-monitor") {
-		t.Errorf("interactiveArgs() = %s, want the monitor on the console, not -monitor", got)
+		t.Errorf("args = %s, want the monitor on the console, not -monitor", got)
 	}
 }
 
