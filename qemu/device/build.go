@@ -186,7 +186,14 @@ func (s *Spec) validateGRUB(l *board.Layout) error {
 	if want := GRUBPrefix + "/grubenv"; b.Bootloader.EnvFile != want {
 		return invalid("board %s: env_file %q: GRUB's grub.cfg reads ${prefix}/grubenv, %s", b.Name, b.Bootloader.EnvFile, want)
 	}
-	for what, f := range map[string]string{"recovery kernel": s.Kernel, "recovery ramdisk": s.Ramdisk, "grub.cfg": s.grubConfig()} {
+	return needFiles(map[string]string{"recovery kernel": s.Kernel, "recovery ramdisk": s.Ramdisk, "grub.cfg": s.grubConfig()})
+}
+
+// needFiles checks that each file, named by what it is, is given and is a
+// regular file.
+func needFiles(files map[string]string) error {
+	for _, what := range slices.Sorted(maps.Keys(files)) {
+		f := files[what]
 		if f == "" {
 			return invalid("no %s", what)
 		}

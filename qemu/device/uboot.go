@@ -71,15 +71,7 @@ func (s *Spec) validateUBoot(l *board.Layout) error {
 	if _, err := b.Bootloader.UBootConfig(""); err != nil {
 		return invalid("board %s: %v", b.Name, err)
 	}
-	for what, f := range map[string]string{"recovery kernel": s.Kernel, "recovery ramdisk": s.Ramdisk, "boot.cmd": s.bootCmd()} {
-		if f == "" {
-			return invalid("no %s", what)
-		}
-		if err := isFile(f); err != nil {
-			return invalid("%s: %v", what, err)
-		}
-	}
-	return nil
+	return needFiles(map[string]string{"recovery kernel": s.Kernel, "recovery ramdisk": s.Ramdisk, "boot.cmd": s.bootCmd()})
 }
 
 // bootPartition builds a U-Boot board's boot partition, size bytes, in a
