@@ -71,6 +71,7 @@ type Sources interface {
 // LIFEBOAT-RESULT and its JSON.
 type Result struct {
 	OK      bool   `json:"ok"`
+	Mode    string `json:"mode,omitempty"`  // lifeboat.mode: update or wipe
 	Check   string `json:"check,omitempty"` // the check that failed: a release attack class, or the phase
 	Error   string `json:"error,omitempty"`
 	Board   string `json:"board"`
@@ -84,6 +85,8 @@ type Result struct {
 	FetchedBytes int64 `json:"fetched_bytes"`
 	// ImageBytes are the bytes of the images written.
 	ImageBytes int64 `json:"image_bytes"`
+	// Wiped are the partitions wipe mode cleared (wipe.go).
+	Wiped []Wiped `json:"wiped,omitempty"`
 	// Phases are the seconds each phase took, in order.
 	Phases []Phase `json:"phases"`
 	// UptimeAtStart is the kernel's uptime when the flow began, in
@@ -184,6 +187,7 @@ func (f *flow) run(ctx context.Context, cmdline string) error {
 	f.say("recovery ramdisk for board %s", f.board.Name)
 	p, err := parseParams(cmdline)
 	f.p = p
+	f.res.Mode = p.mode
 	if err == nil {
 		err = f.loadModules()
 	}
@@ -193,7 +197,10 @@ func (f *flow) run(ctx context.Context, cmdline string) error {
 	}
 	var slotName string
 	var verity string
-	if err == nil {
+	switch {
+	case err == nil && p.mode == "wipe":
+		err = f.wipe(ctx)
+	case err == nil:
 		slotName, verity, err = f.update(ctx)
 	}
 	if err != nil {

@@ -10,16 +10,17 @@ import (
 
 // params are the recovery entry's kernel command line (README.md).
 type params struct {
-	mode   string // update, shell
+	mode   string // update, wipe, shell
 	source string // auto, net, usb
 	repo   string // repository URL, or "" for DHCP's offer or the board's
 	layout string
 	after  string // kexec, reboot, poweroff
 	onfail string // shell, poweroff, reboot
+	wipe   string // wipe mode: the PARTLABELs to wipe, comma-separated
 }
 
 var choices = map[string][]string{
-	"mode":   {"update", "shell"},
+	"mode":   {"update", "wipe", "shell"},
 	"source": {"auto", "net", "usb"},
 	"after":  {"kexec", "reboot", "poweroff"},
 	"onfail": {"shell", "poweroff", "reboot"},
@@ -52,6 +53,8 @@ func parseParams(cmdline string) (params, error) {
 			p.after = v
 		case "onfail":
 			p.onfail = v
+		case "wipe":
+			p.wipe = v
 		}
 	}
 	return p, nil
