@@ -73,6 +73,7 @@ var commands = []cli.Command{
 	markGoodCommand(openBootloader),
 	rollbackCommand(openBootloader),
 	envCommand(openBootloader),
+	wipeCommand(liveHost),
 }
 
 func run(ctx context.Context, io cli.IO, args []string) int {
