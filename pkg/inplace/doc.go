@@ -72,8 +72,10 @@
 // After a cut, the ops from the journal's position to the next commit may
 // be done, half done or not done. They run again; each first looks for its
 // chunk in its own targets (a target that verifies is kept, and serves as
-// the source), so a chunk fetched and written before the cut is not
-// fetched again even if the cut came before its commit was recorded.
+// the source), so a chunk fetched before the cut whose write reached the
+// device is not fetched again, even if its commit was not recorded. A
+// chunk whose op the journal records is never fetched again; at most
+// CommitBytes of fetched chunks, written but not yet committed, may be.
 // Chunks spilled before the cut are read back from the spill area and
 // verified. Chunks stashed in RAM are lost with the power: their move reads
 // the old copy if it still verifies, and else fetches the chunk (a chunk of

@@ -165,11 +165,15 @@ func (f powerFS) OpenFile(name string, flag int, perm fs.FileMode) (durable.File
 func (f powerFS) Rename(o, n string) error {
 	return f.step("rename", func() error { return f.c.Rename(o, n) })
 }
-func (f powerFS) Remove(n string) error { return f.step("remove", func() error { return f.c.Remove(n) }) }
+func (f powerFS) Remove(n string) error {
+	return f.step("remove", func() error { return f.c.Remove(n) })
+}
 func (f powerFS) MkdirAll(d string, p fs.FileMode) error {
 	return f.step("mkdir", func() error { return f.c.MkdirAll(d, p) })
 }
-func (f powerFS) SyncDir(d string) error { return f.step("syncdir", func() error { return f.c.SyncDir(d) }) }
+func (f powerFS) SyncDir(d string) error {
+	return f.step("syncdir", func() error { return f.c.SyncDir(d) })
+}
 
 type powerFile struct {
 	durable.File
