@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
@@ -352,5 +353,27 @@ func TestPlanErrors(t *testing.T) {
 		if _, err := NewPlan(tt.old, tt.new, tt.opt); !errors.Is(err, ErrBadPlanInput) {
 			t.Errorf("NewPlan(%s) = %v, want ErrBadPlanInput", tt.name, err)
 		}
+	}
+}
+
+// TestSeeds takes the chunks the old release lacks from another seed, and
+// fetches none.
+func TestSeeds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(51, 5))
+	sc := genScenario(rng, 100, false)
+	p, err := NewPlan(sc.old, sc.new, PlanOptions{RAMBudget: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(sc, p.SpillSize)
+	st := sc.store()
+	seed := &assemble.Seed{Name: "new", R: bytes.NewReader(sc.newImg), Size: int64(len(sc.newImg)), Index: sc.new}
+	s, err := Apply(context.Background(), p, r.dev, Sources{Seeds: []*assemble.Seed{seed}, Stores: []store.Store{st}}, r.journal(), r.spill, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	need, needBytes := sc.needed()
+	if !bytes.Equal(r.dev.data[:len(sc.newImg)], sc.newImg) || st.total() != 0 || s.Seeds.Chunks != len(need) || s.Seeds.Bytes != needBytes {
+		t.Errorf("Apply with a seed = %d from seeds (%d bytes), %d fetches, want %d (%d bytes), none", s.Seeds.Chunks, s.Seeds.Bytes, st.total(), len(need), needBytes)
 	}
 }
