@@ -306,25 +306,11 @@ func (r *run) checkInPlace(ctx context.Context) error {
 	})
 }
 
-// zeros settles the chunks made of zero bytes. Inside a run of zeros the
-// hash is constant, so the chunker cuts it at the maximum size (or at the
-// first cut test, should the constant hash cut); a run ending the image ends
-// in a shorter chunk. So zero chunks have those sizes, or repeat: only those
-// sizes are worth a digest.
+// zeros settles the chunks made of zero bytes (chunk.Index.ZeroIDs).
 func (r *run) zeros(ctx context.Context) error {
-	p := r.idx.Params
-	sizes := map[int]bool{int(p.Max): true, int(max(p.Min, chunk.WindowSize)): true}
-	if n := len(r.idx.Chunks); n > 0 {
-		sizes[int(r.idx.Chunks[n-1].Size)] = true
-	}
-	for _, w := range r.order {
-		if len(w.at) > 1 {
-			sizes[w.size] = true
-		}
-	}
 	var zeroIDs []*want
-	for size := range sizes {
-		if w := r.wants[r.idx.Digest.Sum(make([]byte, size))]; w != nil && w.size == size {
+	for id := range r.idx.ZeroIDs() {
+		if w := r.wants[id]; w != nil {
 			zeroIDs = append(zeroIDs, w)
 		}
 	}

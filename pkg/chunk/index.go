@@ -201,3 +201,32 @@ func unexpected(err error) error {
 	}
 	return err
 }
+
+// ZeroIDs returns the IDs of the index's chunks that are all zero bytes.
+// Inside a run of zeros the chunker's hash is constant, so it cuts the run
+// at the maximum size (or at the first cut test, should the constant hash
+// cut); a run ending the image ends in a shorter chunk. So zero chunks have
+// those sizes, or repeat: only those sizes are worth a digest.
+func (x *Index) ZeroIDs() map[ID]bool {
+	sizes := map[uint64]bool{x.Params.Max: true, max(x.Params.Min, WindowSize): true}
+	if n := len(x.Chunks); n > 0 {
+		sizes[x.Chunks[n-1].Size] = true
+	}
+	seen := make(map[ID]bool)
+	for _, e := range x.Chunks {
+		if seen[e.ID] {
+			sizes[e.Size] = true
+		}
+		seen[e.ID] = true
+	}
+	z := make(map[ID]bool)
+	for size := range sizes {
+		if size == 0 || size > SizeLimitMax {
+			continue
+		}
+		if id := x.Digest.Sum(make([]byte, size)); seen[id] {
+			z[id] = true
+		}
+	}
+	return z
+}

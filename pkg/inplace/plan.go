@@ -202,7 +202,7 @@ func NewPlan(old, new *chunk.Index, opt PlanOptions) (*Plan, error) {
 			p.Ops = append(p.Ops, Op{Kind: OpVerify, ID: e.ID, Size: e.Size, Src: e.Start, Targets: []uint64{e.Start}})
 		}
 	}
-	zero := zeroIDs(new)
+	zero := new.ZeroIDs()
 
 	// One node per distinct chunk still to write, in first-appearance
 	// order; nodeOf maps a position of new to its node.
@@ -365,32 +365,6 @@ func checkIndex(x *chunk.Index) error {
 	return nil
 }
 
-// zeroIDs returns the IDs of the chunks of x made of zeros. As in
-// pkg/assemble, only the sizes a run of zeros is cut at are worth a digest:
-// the maximum, the first cut, the last chunk's and those of repeated chunks.
-func zeroIDs(x *chunk.Index) map[chunk.ID]bool {
-	sizes := map[uint64]bool{x.Params.Max: true, max(x.Params.Min, chunk.WindowSize): true}
-	if n := len(x.Chunks); n > 0 {
-		sizes[x.Chunks[n-1].Size] = true
-	}
-	seen := make(map[chunk.ID]bool)
-	for _, e := range x.Chunks {
-		if seen[e.ID] {
-			sizes[e.Size] = true
-		}
-		seen[e.ID] = true
-	}
-	z := make(map[chunk.ID]bool)
-	for size := range sizes {
-		if size == 0 || size > chunk.SizeLimitMax {
-			continue
-		}
-		if id := x.Digest.Sum(make([]byte, size)); seen[id] {
-			z[id] = true
-		}
-	}
-	return z
-}
 
 // span is a byte range [a, b) of the device.
 type span struct{ a, b uint64 }
