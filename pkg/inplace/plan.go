@@ -365,7 +365,6 @@ func checkIndex(x *chunk.Index) error {
 	return nil
 }
 
-
 // span is a byte range [a, b) of the device.
 type span struct{ a, b uint64 }
 
