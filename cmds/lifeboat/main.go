@@ -14,6 +14,7 @@
 //	lifeboat rollback  BOOTLOADER [--json]
 //	lifeboat env print BOOTLOADER [--slot=S] [--json] [NAME...]
 //	lifeboat env set   BOOTLOADER [--slot=S] NAME=VALUE...
+//	lifeboat wipe [--secure] [--verify] [--progress=...] [--json] PARTLABEL|DEVICE
 //
 //	BOOTLOADER: --bootloader=uboot [--env-config=/etc/fw_env.config]
 //	          | --bootloader=grub --grubenv=PATH
@@ -48,6 +49,11 @@
 // makes every change in one power-cut safe write, and NAME= deletes NAME.
 // The slot policy is pkg/slot's; U-Boot and GRUB keep their try counters
 // in BOOT_ORDER and BOOT_<SLOT>_LEFT (RAUC's scheme).
+//
+// wipe discards and zeroes one partition, found by PARTLABEL or device
+// path, so that it reads as zeros (--verify reads it back); it refuses a
+// whole disk, a partition in use (mounted, or under device-mapper) and the
+// booted slot's partition.
 //
 // HTTP requests that fail (5xx, 408, 429, network errors, bodies cut short)
 // are repeated up to --retries times with jittered exponential backoff;
