@@ -47,10 +47,11 @@ fuzz: ## run every fuzz target of every package for FUZZTIME (default 30s) each
 		done; \
 	done
 
-bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost
+bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost; a recovery update in QEMU
 	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/ ./pkg/verity/
 	scripts/bench.sh
 	scripts/bench-release.sh
+	$(GO) run ./demo/cmd/rundemo -q -out out/bench-demo
 
 demo: deps ## build the ramdisk and two releases, serve them, boot a QEMU device on v1 that updates itself to v2
 	$(GO) run ./demo/cmd/rundemo -board boards/$(or $(BOARD),qemu-x86_64) -out out/demo
