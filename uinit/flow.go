@@ -21,6 +21,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/dmcrypt"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/inplace"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
@@ -141,6 +142,16 @@ type flow struct {
 	res    Result
 	// mounted are unmounted, last first, before the flow leaves Linux.
 	mounted []string
+
+	// The in-place update of a one-slot layout (inplace.go): its RAM
+	// budget (0: DefaultInPlaceRAM), its commit interval (0:
+	// DefaultInPlaceCommit), and how it opens the slot (nil: the block
+	// device).
+	inplaceRAM, inplaceCommit int64
+	openSlot                  func(dev string) (inplace.Target, io.Closer, error)
+	// recoveryFirst says the bootloader boots recovery first: the slot is
+	// being rewritten.
+	recoveryFirst bool
 }
 
 func (f *flow) say(format string, args ...any) {
@@ -245,9 +256,8 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		return "", "", &phaseError{"layout", err}
 	}
 	f.layout = l
-	names := l.SlotNames()
-	if len(names) < 2 {
-		return "", "", &phaseError{"layout", fmt.Errorf("layout %s has one slot: updating it in place is not supported yet; use an A/B layout", f.p.layout)}
+	if len(l.Slots(rootClass(l))) == 1 {
+		return f.updateInPlace(ctx) // inplace.go
 	}
 
 	// The bootloader environment, then the trusted state: the partition
@@ -674,7 +684,11 @@ func (f *flow) fail(err error) {
 	f.res.Check = check(err)
 	f.res.Error = err.Error()
 	f.say("FAILED (%s): %v", f.res.Check, err)
-	f.say("nothing was switched: the bootloader boots what it booted before")
+	if f.recoveryFirst {
+		f.say("the slot is being updated in place: the bootloader boots recovery, which resumes the update")
+	} else {
+		f.say("nothing was switched: the bootloader boots what it booted before")
+	}
 	f.report()
 }
 
