@@ -161,6 +161,7 @@ func (a *applier) run(ctx context.Context) error {
 	a.buf, a.tmp, a.fbuf, a.zero = make([]byte, maxSize), make([]byte, maxSize), make([]byte, maxSize), make([]byte, maxSize)
 
 	first := 0
+	matched := false // the journal is this plan's
 	s, ok, err := a.j.Load()
 	switch {
 	case errors.Is(err, ErrBadJournal):
@@ -170,7 +171,7 @@ func (a *applier) run(ctx context.Context) error {
 	case err != nil:
 		return err
 	case ok && s.Plan == p.ID && s.Ops == uint64(len(p.Ops)):
-		first = int(s.Done)
+		first, matched = int(s.Done), true
 	case ok:
 		a.log.Warn("in-place: the journal is of another plan, starting over")
 	}
@@ -179,9 +180,17 @@ func (a *applier) run(ctx context.Context) error {
 	if first > 0 {
 		a.log.Info("in-place: resuming", "op", first, "of", len(p.Ops))
 	}
-	// Until the first commit of this run, ops may find their work done (or
-	// half done) by the run the power cut stopped.
-	resumed := first > 0
+	// A journal of this plan, even one that records nothing done yet, says
+	// that a run was cut: until the first commit of this run, ops may find
+	// their work done (or half done) by it, and chunks it fetched are not
+	// fetched again. A run without one records the plan before its first
+	// write, so that a cut before its first commit is recognised too.
+	if !matched {
+		if err := a.commit(0); err != nil {
+			return err
+		}
+	}
+	resumed := matched
 	for i := first; i < len(p.Ops); i++ {
 		if err := ctx.Err(); err != nil {
 			return err
