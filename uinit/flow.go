@@ -256,9 +256,6 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		return "", "", &phaseError{"layout", err}
 	}
 	f.layout = l
-	if len(l.Slots(rootClass(l))) == 1 {
-		return f.updateInPlace(ctx) // inplace.go
-	}
 
 	// The bootloader environment, then the trusted state: the partition
 	// holding the environment also holds the sealed key of an encrypted
@@ -275,6 +272,9 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 			err = &phaseError{"state", err}
 		}
 		return "", "", err
+	}
+	if len(l.Slots(rootClass(l))) == 1 {
+		return f.updateInPlace(ctx, stateDir) // inplace.go
 	}
 	// The bootloader's entries: the layout's slots and this ramdisk.
 	entries := append(slotNames(l), slot.Recovery)

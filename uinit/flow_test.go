@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -187,23 +186,7 @@ func (d *device) env() bootenv.Vars {
 // run runs the flow and returns its console and result.
 func (d *device) run(src Sources, cmdline string) (string, Result) {
 	d.t.Helper()
-	var console bytes.Buffer
-	d.sys.calls = nil
-	f := &flow{sys: d.sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now}
-	if err := f.run(context.Background(), cmdline); err != nil {
-		d.t.Fatalf("run: %v\n%s", err, console.String())
-	}
-	out := console.String()
-	i := strings.LastIndex(out, ResultMarker+" ")
-	if i < 0 {
-		d.t.Fatalf("no %s line:\n%s", ResultMarker, out)
-	}
-	line, _, _ := strings.Cut(out[i+len(ResultMarker)+1:], "\n")
-	var res Result
-	if err := json.Unmarshal([]byte(line), &res); err != nil {
-		d.t.Fatalf("%s: %v", line, err)
-	}
-	return out, res
+	return d.runConsole(src, cmdline, nil)
 }
 
 func (d *device) slotBytes(label string, n int64) []byte {

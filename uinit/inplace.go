@@ -51,27 +51,16 @@ func openSlotFile(dev string) (inplace.Target, io.Closer, error) {
 	return d, d, nil
 }
 
-// updateInPlace updates a layout with one slot of its root class: the
+// updateInPlace, once the flow has opened the environment and the trusted
+// state (stateDir), updates a layout with one slot of its root class: the
 // slot is rewritten in place, seeded by the release it holds. From the
 // first write until the slot is whole and verified the bootloader boots
 // recovery first, so a power cut comes back here, and the same plan
 // resumes from its journal.
-func (f *flow) updateInPlace(ctx context.Context) (string, string, error) {
+func (f *flow) updateInPlace(ctx context.Context, stateDir string) (string, string, error) {
 	l := f.layout
 	target := slot.Name(l.Slots(rootClass(l))[0].Slot)
-	env, err := f.openEnv(ctx)
-	if err != nil {
-		return "", "", &phaseError{"bootloader", err}
-	}
-	f.env = env
-	stateDir, err := f.openState(ctx)
-	if err != nil {
-		var pe *phaseError
-		if !errors.As(err, &pe) {
-			err = &phaseError{"state", err}
-		}
-		return "", "", err
-	}
+	env := f.env
 	vars, err := slot.NewVars(env, slot.WithSlots(target, slot.Recovery), slot.WithCmdline(os.DevNull))
 	if err != nil {
 		return "", "", &phaseError{"bootloader", err}
