@@ -17,14 +17,29 @@ setenv LIFEBOAT_TRY
 setenv LIFEBOAT_A_VERITY
 setenv LIFEBOAT_B_VERITY
 setenv lifeboat_recovery_args
+setenv lifeboat_layout
+setenv lifeboat_mode
 if load virtio 0:1 ${kernel_addr_r} lifeboat.env; then
-  if env import -c ${kernel_addr_r} 0x4000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LIFEBOAT_TRY LIFEBOAT_A_VERITY LIFEBOAT_B_VERITY lifeboat_recovery_args; then
+  if env import -c ${kernel_addr_r} 0x4000 BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LIFEBOAT_TRY LIFEBOAT_A_VERITY LIFEBOAT_B_VERITY lifeboat_recovery_args lifeboat_layout lifeboat_mode; then
     true
   else
     echo "LIFEBOAT lifeboat.env is damaged"
   fi
 else
   echo "LIFEBOAT no lifeboat.env"
+fi
+# The layout on the disk (written when the device is flashed; ab when
+# unset) and the recovery entry's mode: update, or factory-reset while a
+# factory reset is under way, so that a power cut resumes it.
+# Kept in lb_layout and lb_mode, so that the saves below write back only
+# what lifeboat.env held.
+setenv lb_layout ab
+if test -n "${lifeboat_layout}"; then
+  setenv lb_layout ${lifeboat_layout}
+fi
+setenv lb_mode update
+if test "${lifeboat_mode}" = "factory-reset"; then
+  setenv lb_mode factory-reset
 fi
 # Lifeboat A/B selection (RAUC's variables; see docs/bootloader-uboot.md).
 setenv lb_slot
@@ -60,7 +75,7 @@ fi
 # slot whose try cannot be counted does not boot.
 if test "${lb_slot}" != "recovery"; then
   setenv lb_saved
-  if env export -c -s 0x4000 ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LIFEBOAT_TRY LIFEBOAT_A_VERITY LIFEBOAT_B_VERITY lifeboat_recovery_args; then
+  if env export -c -s 0x4000 ${kernel_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LIFEBOAT_TRY LIFEBOAT_A_VERITY LIFEBOAT_B_VERITY lifeboat_recovery_args lifeboat_layout lifeboat_mode; then
     if save virtio 0:1 ${kernel_addr_r} lifeboat.env 0x4000; then
       setenv lb_saved 1
     fi
@@ -78,7 +93,7 @@ echo "LIFEBOAT slot=${lb_slot} A_LEFT=${BOOT_A_LEFT} B_LEFT=${BOOT_B_LEFT}"
 if test "${lb_slot}" = "A"; then
   if load virtio 0:2 ${kernel_addr_r} /boot/vmlinuz; then
     if load virtio 0:2 ${ramdisk_addr_r} /boot/initrd.img; then
-      setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=A lifeboat.layout=ab lifeboat.verity=${LIFEBOAT_A_VERITY}"
+      setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=A lifeboat.layout=${lb_layout} lifeboat.verity=${LIFEBOAT_A_VERITY}"
       booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
     fi
   fi
@@ -86,7 +101,7 @@ if test "${lb_slot}" = "A"; then
 elif test "${lb_slot}" = "B"; then
   if load virtio 0:3 ${kernel_addr_r} /boot/vmlinuz; then
     if load virtio 0:3 ${ramdisk_addr_r} /boot/initrd.img; then
-      setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=B lifeboat.layout=ab lifeboat.verity=${LIFEBOAT_B_VERITY}"
+      setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=B lifeboat.layout=${lb_layout} lifeboat.verity=${LIFEBOAT_B_VERITY}"
       booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
     fi
   fi
@@ -94,5 +109,5 @@ elif test "${lb_slot}" = "B"; then
 fi
 load virtio 0:1 ${kernel_addr_r} /lifeboat/Image
 load virtio 0:1 ${ramdisk_addr_r} /lifeboat/ramdisk.img
-setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=update lifeboat.layout=ab ${lifeboat_recovery_args}"
+setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=${lb_mode} lifeboat.layout=${lb_layout} ${lifeboat_recovery_args}"
 booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}

@@ -217,6 +217,7 @@ func (s *Scenario) Spec(layout, out string, env bootenv.Vars) device.Spec {
 	vars := bootenv.Vars{
 		slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0",
 		"LIFEBOAT_A_VERITY": s.VerityArg("1"),
+		"lifeboat_layout":   layout,
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -38,13 +38,17 @@ type menuEntry struct {
 	title, id, body string
 }
 
+// defaultRE is a line of the board's block that gives a loaded variable a
+// default.
+var defaultRE = regexp.MustCompile(`^if \[ [^;]* \]; then set (\w+)=[\w-]*; fi$`)
+
 var menuEntryRE = regexp.MustCompile(`(?ms)^menuentry "([^"]*)" --id (\S+) \{\n(.*?)^\}\n`)
 
 // TestBoardGRUBConfig keeps the board's grub.cfg on the documented rules:
 // everything before the first menuentry of docs/bootloader-grub.md's
 // grub.cfg, verbatim, and then a block of the board's own that only
-// loads, sets and derives variables the rules do not own (and sets the
-// fallback entry); and it checks the board's entries against its ab
+// loads, sets, defaults and derives variables the rules do not own (and
+// sets the fallback entry); and it checks the board's entries against its ab
 // layout.
 func TestBoardGRUBConfig(t *testing.T) {
 	doc, err := os.ReadFile(docGRUBConfig)
@@ -104,6 +108,17 @@ func TestBoardGRUBConfig(t *testing.T) {
 					bad("loads %s without clearing it first (set %s=)", v, v)
 				}
 			}
+		case "if":
+			// A default: if [ TEST ]; then set NAME=VALUE; fi.
+			m := defaultRE.FindStringSubmatch(line)
+			switch {
+			case m == nil:
+				bad("want if [ TEST ]; then set NAME=VALUE; fi")
+			case slices.Contains(ruleVars, m[1]):
+				bad("sets %s, which the documented rules own", m[1])
+			case !defined[m[1]]:
+				bad("gives %s a default before it is loaded", m[1])
+			}
 		case "regexp":
 			set, ok := strings.CutPrefix(f[1], "--set=")
 			_, v, _ := strings.Cut(set, ":")
@@ -147,7 +162,7 @@ func TestBoardGRUBConfig(t *testing.T) {
 		}
 		for _, want := range []string{
 			fmt.Sprintf(`set root="${lifeboat_disk},gpt%d"`, num),
-			"linux /boot/vmlinuz console=" + testBoard(t).Console + " panic=-1 lifeboat.slot=" + e.id + " lifeboat.layout=ab lifeboat.verity=${LIFEBOAT_" + e.id + "_VERITY}\n",
+			"linux /boot/vmlinuz console=" + testBoard(t).Console + " panic=-1 lifeboat.slot=" + e.id + " lifeboat.layout=${lifeboat_layout} lifeboat.verity=${LIFEBOAT_" + e.id + "_VERITY}\n",
 			"initrd /boot/initrd.img\n",
 		} {
 			if !strings.Contains(e.body, want) {
@@ -157,7 +172,7 @@ func TestBoardGRUBConfig(t *testing.T) {
 	}
 	for _, want := range []string{
 		`set root="${lifeboat_esp}"`,
-		"linux /" + device.RecoveryKernel + " console=ttyS0,115200 panic=-1 lifeboat.mode=update lifeboat.layout=ab ${lifeboat_recovery_args}\n",
+		"linux /" + device.RecoveryKernel + " console=ttyS0,115200 panic=-1 lifeboat.mode=${lifeboat_mode} lifeboat.layout=${lifeboat_layout} ${lifeboat_recovery_args}\n",
 		"initrd /" + device.RecoveryRamdisk + "\n",
 	} {
 		if !strings.Contains(entries[2].body, want) {

@@ -58,7 +58,7 @@ func TestBoardBootCmd(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := cfg.Copies[0].Device
-	vars := "BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LIFEBOAT_TRY LIFEBOAT_A_VERITY LIFEBOAT_B_VERITY lifeboat_recovery_args"
+	vars := "BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT LIFEBOAT_TRY LIFEBOAT_A_VERITY LIFEBOAT_B_VERITY lifeboat_recovery_args lifeboat_layout lifeboat_mode"
 	for _, want := range []string{
 		"if load virtio 0:1 ${kernel_addr_r} " + file + "; then",
 		"env import -c ${kernel_addr_r} 0x4000 " + vars + ";",
@@ -81,13 +81,13 @@ func TestBoardBootCmd(t *testing.T) {
 	for _, want := range []string{
 		"env export -c -s 0x4000 ${kernel_addr_r} " + vars + ";",
 		"save virtio 0:1 ${kernel_addr_r} " + file + " 0x4000;",
-		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=A lifeboat.layout=ab lifeboat.verity=${LIFEBOAT_A_VERITY}"`,
-		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=B lifeboat.layout=ab lifeboat.verity=${LIFEBOAT_B_VERITY}"`,
+		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=A lifeboat.layout=${lb_layout} lifeboat.verity=${LIFEBOAT_A_VERITY}"`,
+		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.slot=B lifeboat.layout=${lb_layout} lifeboat.verity=${LIFEBOAT_B_VERITY}"`,
 		"load virtio 0:2 ${kernel_addr_r} /boot/vmlinuz;",
 		"load virtio 0:3 ${ramdisk_addr_r} /boot/initrd.img;",
 		"load virtio 0:1 ${kernel_addr_r} /" + device.UBootRecoveryKernel + "\n",
 		"load virtio 0:1 ${ramdisk_addr_r} /" + device.UBootRecoveryRamdisk + "\n",
-		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=update lifeboat.layout=ab ${lifeboat_recovery_args}"`,
+		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=${lb_mode} lifeboat.layout=${lb_layout} ${lifeboat_recovery_args}"`,
 	} {
 		if !strings.Contains(after, want) {
 			t.Errorf("%s: no %q after the rules", name, want)
@@ -134,7 +134,7 @@ func TestBuildUBoot(t *testing.T) {
 	if got := mcopyOut(t, d.Path, off, device.UBootRecoveryKernel); string(got) != "arm64 kernel" {
 		t.Errorf("%s = %q", device.UBootRecoveryKernel, got)
 	}
-	if got := mcopyOut(t, d.Path, off, device.BootScript); !strings.Contains(string(got), "lifeboat.mode=update") {
+	if got := mcopyOut(t, d.Path, off, device.BootScript); !strings.Contains(string(got), "lifeboat.mode=${lb_mode}") {
 		t.Errorf("%s holds no boot script", device.BootScript)
 	}
 	got, err := d.Env(t.Context())
