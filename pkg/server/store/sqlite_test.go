@@ -1,0 +1,357 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+)
+
+var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+
+func open(t *testing.T) *SQLite {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func hash(c byte) string { return strings.Repeat(string(c), 64) }
+
+func device(id string, c byte) Device {
+	return Device{ID: id, Board: "qemu-x86_64", TokenSHA256: hash(c), Created: t0, InstalledVersion: "1.0"}
+}
+
+func event(action, target string) Event {
+	return Event{At: t0, Actor: "operator:alice", Action: action, Target: target}
+}
+
+func versions(t *testing.T, s *SQLite) []int {
+	t.Helper()
+	rows, err := s.db.Query(`SELECT version FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var vs []int
+	for rows.Next() {
+		var v int
+		rows.Scan(&v)
+		vs = append(vs, v)
+	}
+	return vs
+}
+
+func tableExists(t *testing.T, s *SQLite, name string) bool {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1`, name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+func TestOpenFresh(t *testing.T) {
+	s := open(t)
+	want, err := loadMigrations(migrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := versions(t, s); len(got) != len(want) || got[len(got)-1] != len(want) {
+		t.Errorf("schema_migrations = %v, want 1..%d", got, len(want))
+	}
+	for _, table := range []string{"devices", "device_attributes", "operator_tokens", "audit_log"} {
+		if !tableExists(t, s, table) {
+			t.Errorf("fresh database lacks table %s", table)
+		}
+	}
+	var mode string
+	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
+	}
+	var fk int
+	if err := s.db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys = %d (%v), want 1", fk, err)
+	}
+}
+
+func TestReopenIsNoop(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterDevice(ctx, device("dev-1", 'a'), event("device.register", "dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	before := versions(t, s)
+	s.Close()
+
+	s, err = OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	if n, err := migrate(ctx, s.db, migrations); n != 0 || err != nil {
+		t.Errorf("migrate on an up-to-date database = %d, %v; want 0, nil", n, err)
+	}
+	if got := versions(t, s); !cmp.Equal(got, before) {
+		t.Errorf("schema_migrations after reopen = %v, want %v", got, before)
+	}
+	if _, err := s.Device(ctx, "dev-1"); err != nil {
+		t.Errorf("device lost across reopen: %v", err)
+	}
+}
+
+func TestFailingMigrationRollsBack(t *testing.T) {
+	ctx := context.Background()
+	first, err := migrations.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	bad := fstest.MapFS{
+		"migrations/0001_init.sql": {Data: first},
+		// Creates a table, then fails: the table must not stay.
+		"migrations/0002_broken.sql": {Data: []byte("CREATE TABLE half_done (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n")},
+	}
+	if _, err := openSQLite(ctx, path, bad); err == nil || !strings.Contains(err.Error(), "0002_broken") {
+		t.Fatalf("open with a failing migration = %v, want an error naming 0002_broken", err)
+	}
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("open after the failed migration: %v", err)
+	}
+	defer s.Close()
+	if got := versions(t, s); !cmp.Equal(got, []int{1}) {
+		t.Errorf("schema_migrations = %v, want [1]: 0002 must not be recorded", got)
+	}
+	if tableExists(t, s, "half_done") {
+		t.Error("table half_done of the failed migration exists: not rolled back")
+	}
+}
+
+func TestNewerDatabaseRefused(t *testing.T) {
+	ctx := context.Background()
+	first, _ := migrations.ReadFile("migrations/0001_init.sql")
+	path := filepath.Join(t.TempDir(), "fleet.db")
+	newer := fstest.MapFS{
+		"migrations/0001_init.sql": {Data: first},
+		"migrations/0002_more.sql": {Data: []byte("CREATE TABLE more (x INTEGER);")},
+	}
+	s, err := openSQLite(ctx, path, newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := OpenSQLite(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("open of a database newer than the server = %v, want an error saying so", err)
+	}
+}
+
+func TestLoadMigrationsRefuses(t *testing.T) {
+	sql := &fstest.MapFile{Data: []byte("SELECT 1;")}
+	for name, fsys := range map[string]fstest.MapFS{
+		"gap":      {"migrations/0001_a.sql": sql, "migrations/0003_c.sql": sql},
+		"bad name": {"migrations/0001_a.sql": sql, "migrations/2_b.sql": sql},
+		"twice":    {"migrations/0001_a.sql": sql, "migrations/0001_b.sql": sql},
+	} {
+		if _, err := loadMigrations(fsys); err == nil {
+			t.Errorf("loadMigrations(%s) = nil error, want one", name)
+		}
+	}
+}
+
+func TestDevices(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	d := device("dev-1", 'a')
+	d.TokenExpires = t0.Add(24 * time.Hour)
+	if err := s.RegisterDevice(ctx, d, event("device.register", "dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dup := range []Device{device("dev-1", 'b'), device("dev-2", 'a')} {
+		if err := s.RegisterDevice(ctx, dup, event("device.register", dup.ID)); !errors.Is(err, ErrExists) {
+			t.Errorf("RegisterDevice(%s, token %.4s…) = %v, want ErrExists", dup.ID, dup.TokenSHA256, err)
+		}
+	}
+	got, err := s.Device(ctx, "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Attributes = map[string]string{}
+	if diff := cmp.Diff(d, got); diff != "" {
+		t.Errorf("Device(dev-1) -want +got:\n%s", diff)
+	}
+	if byTok, err := s.DeviceByToken(ctx, hash('a')); err != nil || byTok.ID != "dev-1" {
+		t.Errorf("DeviceByToken(a…) = %q, %v; want dev-1", byTok.ID, err)
+	}
+	if _, err := s.DeviceByToken(ctx, hash('z')); !errors.Is(err, ErrNotFound) {
+		t.Errorf("DeviceByToken(z…) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Device(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Device(nope) = %v, want ErrNotFound", err)
+	}
+
+	// Only the first event: the refused registrations recorded nothing.
+	evs, err := s.Events(ctx, 0, 10)
+	if err != nil || len(evs) != 1 || evs[0].Target != "dev-1" || evs[0].Action != "device.register" {
+		t.Errorf("Events = %+v, %v; want the one registration", evs, err)
+	}
+
+	if err := s.RevokeDevice(ctx, "dev-1", Event{At: t0.Add(time.Hour), Actor: "operator:alice", Action: "device.revoke", Target: "dev-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Device(ctx, "dev-1"); !got.RevokedAt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("RevokedAt = %v, want %v", got.RevokedAt, t0.Add(time.Hour))
+	}
+	if err := s.RevokeDevice(ctx, "dev-1", event("device.revoke", "dev-1")); !errors.Is(err, ErrRevoked) {
+		t.Errorf("second RevokeDevice = %v, want ErrRevoked", err)
+	}
+	if err := s.RevokeDevice(ctx, "nope", event("device.revoke", "nope")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RevokeDevice(nope) = %v, want ErrNotFound", err)
+	}
+	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 2 {
+		t.Errorf("%d events after one revocation, want 2", len(evs))
+	}
+}
+
+func TestListDevicesPages(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	for i, id := range []string{"c", "a", "e", "b", "d"} {
+		if err := s.RegisterDevice(ctx, device(id, "01234"[i]), event("device.register", id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	after := ""
+	for {
+		page, err := s.ListDevices(ctx, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, d := range page {
+			got = append(got, d.ID)
+		}
+		after = page[len(page)-1].ID
+	}
+	if want := []string{"a", "b", "c", "d", "e"}; !cmp.Equal(got, want) {
+		t.Errorf("pages of 2 = %v, want %v", got, want)
+	}
+	evs, _ := s.Events(ctx, 0, 2)
+	older, _ := s.Events(ctx, evs[1].ID, 10)
+	if len(evs) != 2 || len(older) != 3 || evs[0].Target != "d" || older[2].Target != "c" {
+		t.Errorf("audit pages = %+v then %+v, want d, b then e, a, c", evs, older)
+	}
+}
+
+func TestReports(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	s.RegisterDevice(ctx, device("dev-1", 'a'), event("device.register", "dev-1"))
+	s.RegisterDevice(ctx, device("dev-2", 'b'), event("device.register", "dev-2"))
+	st := api.Status{Phase: api.PhaseDownloading, Progress: 0.5, InstalledVersion: "1.1",
+		Slots:    []api.SlotState{{Name: "A", State: "good"}, {Name: "B", State: "trying", TriesLeft: 3}},
+		Transfer: api.Transfer{FetchedBytes: 10, ImageBytes: 100}}
+	seen := t0.Add(time.Minute)
+	if err := s.ReportStatus(ctx, "dev-1", st, seen); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReportInventory(ctx, "dev-1", map[string]string{"kernel": "6.1", "hw": "rev2"}, seen); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReportInventory(ctx, "dev-1", map[string]string{"kernel": "6.6"}, seen); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Device(ctx, "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(&st, got.Status); diff != "" {
+		t.Errorf("stored status -want +got:\n%s", diff)
+	}
+	if got.InstalledVersion != "1.1" || !got.LastSeen.Equal(seen) {
+		t.Errorf("installed %q, last seen %v; want 1.1, %v", got.InstalledVersion, got.LastSeen, seen)
+	}
+	if want := map[string]string{"kernel": "6.6"}; !cmp.Equal(got.Attributes, want) {
+		t.Errorf("attributes = %v, want %v (an inventory replaces the last)", got.Attributes, want)
+	}
+	other, _ := s.Device(ctx, "dev-2")
+	if other.Status != nil || len(other.Attributes) != 0 || !other.LastSeen.IsZero() {
+		t.Errorf("dev-2 changed by dev-1's reports: %+v", other)
+	}
+	for name, err := range map[string]error{
+		"Seen":            s.Seen(ctx, "nope", seen),
+		"ReportStatus":    s.ReportStatus(ctx, "nope", st, seen),
+		"ReportInventory": s.ReportInventory(ctx, "nope", map[string]string{"a": "b"}, seen),
+	} {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s(nope) = %v, want ErrNotFound", name, err)
+		}
+	}
+	if n := 0; s.db.QueryRow(`SELECT COUNT(*) FROM device_attributes WHERE device_id = 'nope'`).Scan(&n) != nil || n != 0 {
+		t.Errorf("inventory of an unknown device left %d attributes", n)
+	}
+	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 2 {
+		t.Errorf("%d events, want the 2 registrations: reports are not audited", len(evs))
+	}
+}
+
+func TestOperatorTokens(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	if ok, err := s.HasAdmin(ctx); ok || err != nil {
+		t.Errorf("HasAdmin on a fresh database = %v, %v; want false", ok, err)
+	}
+	admin := OperatorToken{TokenSHA256: hash('a'), Name: "root", Role: Admin, Created: t0}
+	if err := s.CreateOperatorToken(ctx, admin, event("token.create", "root")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.HasAdmin(ctx); !ok {
+		t.Error("HasAdmin = false after creating an admin token")
+	}
+	for _, bad := range []OperatorToken{
+		{TokenSHA256: hash('b'), Name: "root", Role: Viewer, Created: t0},  // name taken
+		{TokenSHA256: hash('a'), Name: "other", Role: Viewer, Created: t0}, // hash taken
+	} {
+		if err := s.CreateOperatorToken(ctx, bad, event("token.create", bad.Name)); !errors.Is(err, ErrExists) {
+			t.Errorf("CreateOperatorToken(%s) = %v, want ErrExists", bad.Name, err)
+		}
+	}
+	if err := s.CreateOperatorToken(ctx, OperatorToken{TokenSHA256: hash('c'), Name: "x", Role: "god", Created: t0}, event("token.create", "x")); err == nil {
+		t.Error("CreateOperatorToken with role god succeeded")
+	}
+	got, err := s.OperatorToken(ctx, hash('a'))
+	if err != nil || !cmp.Equal(got, admin) {
+		t.Errorf("OperatorToken = %+v, %v; want %+v", got, err, admin)
+	}
+	if err := s.RevokeOperatorToken(ctx, "root", event("token.revoke", "root")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.HasAdmin(ctx); ok {
+		t.Error("HasAdmin = true with the only admin token revoked")
+	}
+	if err := s.RevokeOperatorToken(ctx, "root", event("token.revoke", "root")); !errors.Is(err, ErrRevoked) {
+		t.Errorf("second revocation = %v, want ErrRevoked", err)
+	}
+	if _, err := s.OperatorToken(ctx, hash('z')); !errors.Is(err, ErrNotFound) {
+		t.Errorf("OperatorToken(z…) = %v, want ErrNotFound", err)
+	}
+	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 2 {
+		t.Errorf("%d events, want 2 (create, revoke)", len(evs))
+	}
+}
