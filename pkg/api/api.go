@@ -312,3 +312,44 @@ const (
 	CodeUnsupportedType  = "unsupported_media_type" // 415: body not application/json
 	CodeInternal         = "internal"               // 500
 )
+
+// Device is a device as operators see it.
+type Device struct {
+	ID    string `json:"id"`
+	Board string `json:"board"`
+	// InstalledVersion is the release the device runs: the one it was
+	// flashed with until it reports another.
+	InstalledVersion string     `json:"installed_version"`
+	Created          time.Time  `json:"created"`
+	LastSeen         *time.Time `json:"last_seen,omitempty"`
+	TokenExpires     *time.Time `json:"token_expires,omitempty"`
+	Revoked          *time.Time `json:"revoked,omitempty"`
+	// Status is the last status report, if any.
+	Status *Status `json:"status,omitempty"`
+	// Attributes is the last inventory; only in a single device's view.
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// DeviceList is a page of devices, in ID order.
+type DeviceList struct {
+	Devices []Device `json:"devices"`
+	// Next, when set, is the after= value that asks for the next page.
+	Next string `json:"next,omitempty"`
+}
+
+// AuditEntry is one change: who did what to what, and when.
+type AuditEntry struct {
+	ID     int64     `json:"id"`
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Target string    `json:"target"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// AuditLog is a page of the audit log, newest first.
+type AuditLog struct {
+	Entries []AuditEntry `json:"entries"`
+	// Next, when set, is the before= value that asks for the next page.
+	Next int64 `json:"next,omitempty"`
+}

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store"
+)
+
+// Page sizes of the listing endpoints.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func deviceView(d store.Device) api.Device {
+	return api.Device{
+		ID:               d.ID,
+		Board:            d.Board,
+		InstalledVersion: d.InstalledVersion,
+		Created:          d.Created,
+		LastSeen:         optTime(d.LastSeen),
+		TokenExpires:     optTime(d.TokenExpires),
+		Revoked:          optTime(d.RevokedAt),
+		Status:           d.Status,
+		Attributes:       d.Attributes,
+	}
+}
+
+func actor(op store.OperatorToken) string { return "operator:" + op.Name }
+
+// registerDevice: POST /api/v1/devices, an api.Registration.
+func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
+	var reg api.Registration
+	if err := decode(w, r, &reg); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	if reg.TokenExpires != nil && !reg.TokenExpires.After(now) {
+		return errorf(http.StatusBadRequest, api.CodeBadRequest, "token_expires %s: in the past", reg.TokenExpires.Format(time.RFC3339))
+	}
+	d := store.Device{
+		ID:               reg.DeviceID,
+		Board:            reg.Board,
+		TokenSHA256:      reg.TokenSHA256,
+		Created:          now,
+		InstalledVersion: reg.Version,
+	}
+	if reg.TokenExpires != nil {
+		d.TokenExpires = reg.TokenExpires.UTC()
+	}
+	detail, _ := json.Marshal(map[string]string{"board": reg.Board, "version": reg.Version})
+	ev := store.Event{At: now, Actor: actor(op), Action: "device.register", Target: d.ID, Detail: string(detail)}
+	if err := s.store.RegisterDevice(r.Context(), d, ev); err != nil {
+		return storeError(err)
+	}
+	w.Header().Set("Location", "/api/v1/devices/"+d.ID)
+	writeJSON(w, http.StatusCreated, deviceView(d))
+	return nil
+}
+
+// pathDevice returns the device ID in r's path, checked.
+func pathDevice(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := api.CheckDeviceID(id); err != nil {
+		return "", badRequest(err)
+	}
+	return id, nil
+}
+
+// intParam parses the query parameter name as an integer from min to max,
+// or returns def when it is absent.
+func intParam(q map[string]string, name string, def, min, max int64) (int64, error) {
+	v, ok := q[name]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < min || n > max {
+		return 0, errorf(http.StatusBadRequest, api.CodeBadRequest, "%s=%q: want an integer from %d to %d", name, v, min, max)
+	}
+	return n, nil
+}
+
+// listDevices: GET /api/v1/devices?limit=N&after=ID.
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
+	q, err := query(r, "limit", "after")
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(q, "limit", DefaultPageSize, 1, MaxPageSize)
+	if err != nil {
+		return err
+	}
+	after := q["after"]
+	if _, ok := q["after"]; ok {
+		if err := api.CheckDeviceID(after); err != nil {
+			return badRequest(err)
+		}
+	}
+	ds, err := s.store.ListDevices(r.Context(), after, int(limit)+1)
+	if err != nil {
+		return err
+	}
+	list := api.DeviceList{Devices: []api.Device{}}
+	if len(ds) > int(limit) {
+		ds = ds[:limit]
+		list.Next = ds[len(ds)-1].ID
+	}
+	for _, d := range ds {
+		list.Devices = append(list.Devices, deviceView(d))
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// getDevice: GET /api/v1/devices/{id}.
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
+	id, err := pathDevice(r)
+	if err != nil {
+		return err
+	}
+	d, err := s.store.Device(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusOK, deviceView(d))
+	return nil
+}
+
+// revokeDevice: POST /api/v1/devices/{id}/revoke. The device's token is
+// refused from then on.
+func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
+	id, err := pathDevice(r)
+	if err != nil {
+		return err
+	}
+	ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "device.revoke", Target: id}
+	if err := s.store.RevokeDevice(r.Context(), id, ev); err != nil {
+		return storeError(err)
+	}
+	d, err := s.store.Device(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, deviceView(d))
+	return nil
+}
+
+// audit: GET /api/v1/audit?limit=N&before=ID, newest first.
+func (s *Server) audit(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
+	q, err := query(r, "limit", "before")
+	if err != nil {
+		return err
+	}
+	limit, err := intParam(q, "limit", DefaultPageSize, 1, MaxPageSize)
+	if err != nil {
+		return err
+	}
+	before, err := intParam(q, "before", 0, 1, 1<<62)
+	if err != nil {
+		return err
+	}
+	evs, err := s.store.Events(r.Context(), before, int(limit)+1)
+	if err != nil {
+		return err
+	}
+	log := api.AuditLog{Entries: []api.AuditEntry{}}
+	if len(evs) > int(limit) {
+		evs = evs[:limit]
+		log.Next = evs[len(evs)-1].ID
+	}
+	for _, ev := range evs {
+		log.Entries = append(log.Entries, api.AuditEntry{ID: ev.ID, At: ev.At, Actor: ev.Actor, Action: ev.Action, Target: ev.Target, Detail: ev.Detail})
+	}
+	writeJSON(w, http.StatusOK, log)
+	return nil
+}

@@ -1,0 +1,240 @@
+// Package server is the fleet server's HTTP API, an http.Handler over a
+// store.Store.
+//
+// Two kinds of client call it, each with a bearer token of its own:
+//
+//   - operators (/api/v1/devices, /api/v1/audit), whose tokens carry a
+//     role: viewer < operator < admin. Every change they make is written to
+//     the audit log with the change itself.
+//   - devices (/api/v1/device/...), which poll for the release assigned to
+//     them and report their status and inventory. A device is known by its
+//     token alone: no path names a device, so no device can address
+//     another's data.
+//
+// The server keeps only the SHA-256 of each token. Request bodies are JSON
+// (Content-Type application/json), at most api.MaxBodySize bytes, decoded
+// strictly; every refusal is a 4xx with an api.Error body naming what was
+// wrong, and changes nothing.
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store"
+)
+
+// Defaults for the poll interval a device is given.
+const (
+	DefaultPollInterval = 5 * time.Minute
+	DefaultPollJitter   = time.Minute
+)
+
+// Server is the fleet server's API.
+type Server struct {
+	store    store.Store
+	log      *slog.Logger
+	now      func() time.Time
+	interval time.Duration
+	jitter   time.Duration
+	mux      *http.ServeMux
+}
+
+// Option sets an optional setting of New.
+type Option func(*Server)
+
+// WithLogger logs requests that fail on the server's side, and refused
+// tokens, to l. The default discards them.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithClock makes the server read the time from now (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithPollInterval sets the interval devices are told to poll at: interval
+// plus up to jitter, spread over the fleet by device ID so that devices do
+// not poll in step.
+func WithPollInterval(interval, jitter time.Duration) Option {
+	return func(s *Server) { s.interval, s.jitter = interval, jitter }
+}
+
+// New returns the API over st.
+func New(st store.Store, opts ...Option) *Server {
+	s := &Server{
+		store:    st,
+		log:      slog.New(slog.DiscardHandler),
+		now:      time.Now,
+		interval: DefaultPollInterval,
+		jitter:   DefaultPollJitter,
+		mux:      http.NewServeMux(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mux.Handle("POST /api/v1/devices", s.operator(store.Operator, "register devices", s.registerDevice))
+	s.mux.Handle("GET /api/v1/devices", s.operator(store.Viewer, "list devices", s.listDevices))
+	s.mux.Handle("GET /api/v1/devices/{id}", s.operator(store.Viewer, "read devices", s.getDevice))
+	s.mux.Handle("POST /api/v1/devices/{id}/revoke", s.operator(store.Operator, "revoke devices", s.revokeDevice))
+	s.mux.Handle("GET /api/v1/audit", s.operator(store.Admin, "read the audit log", s.audit))
+	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
+	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
+	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
+	return s
+}
+
+// ServeHTTP implements http.Handler. Requests no route matches get the
+// same JSON error body as every other refusal.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		h.ServeHTTP(w, r)
+		return
+	}
+	// The mux's own answer: 404, 405 with Allow, or a redirect to a
+	// cleaned path. Keep its status and headers, replace its body.
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	for k, v := range rec.header {
+		if k != "Content-Type" && k != "X-Content-Type-Options" && k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		writeError(w, &Error{http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
+			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))})
+	case http.StatusNotFound:
+		writeError(w, &Error{http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+	default:
+		w.WriteHeader(rec.status)
+	}
+}
+
+// headerRecorder keeps a response's status and headers and drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
+// Error is a refusal: an HTTP status and the api.Error body that goes with
+// it.
+type Error struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(status int, code, format string, args ...any) *Error {
+	return &Error{status, code, fmt.Sprintf(format, args...)}
+}
+
+func badRequest(err error) *Error {
+	return &Error{http.StatusBadRequest, api.CodeBadRequest, err.Error()}
+}
+
+// storeError maps a store error to its refusal; any other error is the
+// server's own (500).
+func storeError(err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{http.StatusNotFound, api.CodeNotFound, err.Error()}
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked):
+		return &Error{http.StatusConflict, api.CodeConflict, err.Error()}
+	}
+	return err
+}
+
+// respond writes err as an api.Error body: a refusal as itself, anything
+// else as a 500 whose cause goes to the log, not to the client.
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &Error{http.StatusInternalServerError, api.CodeInternal, "internal error; the server's log has the cause"}
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lifeboat"`)
+		s.log.Info("token refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "why", e.Msg)
+	}
+	writeError(w, e)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	writeJSON(w, e.Status, api.Error{Error: e.Msg, Code: e.Code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only the server's own types are written: a failure is a bug.
+		panic(fmt.Sprintf("encode %T: %v", v, err))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// decode reads r's body into v: Content-Type application/json, at most
+// api.MaxBodySize bytes, one JSON value with no unknown fields, valid.
+func decode(w http.ResponseWriter, r *http.Request, v api.Validator) error {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type %q: want application/json", ct)
+	}
+	tooLarge := errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body over %d bytes", api.MaxBodySize)
+	if r.ContentLength > api.MaxBodySize {
+		return tooLarge
+	}
+	err := api.Decode(http.MaxBytesReader(w, r.Body, api.MaxBodySize), api.MaxBodySize, v)
+	var mbe *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe), errors.Is(err, api.ErrTooLarge):
+		return tooLarge
+	case errors.Is(err, api.ErrInvalid):
+		return badRequest(err)
+	}
+	return errorf(http.StatusBadRequest, api.CodeBadRequest, "%v", err)
+}
+
+// query checks that r's query has no parameters but allowed, each at most
+// once, and returns it.
+func query(r *http.Request, allowed ...string) (map[string]string, error) {
+	q := r.URL.Query()
+	out := map[string]string{}
+	for k, vs := range q {
+		known := false
+		for _, a := range allowed {
+			known = known || a == k
+		}
+		if !known {
+			return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "unknown query parameter %q: want %s", k, strings.Join(allowed, ", "))
+		}
+		if len(vs) != 1 {
+			return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "query parameter %s given %d times", k, len(vs))
+		}
+		out[k] = vs[0]
+	}
+	return out, nil
+}
