@@ -93,7 +93,8 @@ func New(st store.Store, opts ...Option) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
-		h.ServeHTTP(w, r)
+		// The mux again, not h: it sets the path's wildcards on r.
+		s.mux.ServeHTTP(w, r)
 		return
 	}
 	// The mux's own answer: 404, 405 with Allow, or a redirect to a
