@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+)
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), cli.IO{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb}, args)
+	return code, out.String(), errb.String()
+}
+
+var tokenRE = regexp.MustCompile(`^[0-9a-f]{64}\n$`)
+
+func TestTokenCreateRevoke(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "fleet.db")
+	code, out, errs := runCmd(t, "token", "create", "--db="+db, "--role=operator", "--name=alice")
+	if code != 0 || !tokenRE.MatchString(out) {
+		t.Fatalf("token create = exit %d, stdout %q, stderr %q; want 0 and a token", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, "token", "create", "--db="+db, "--role=viewer", "--name=alice"); code != 1 || !strings.Contains(errs, "already exists") {
+		t.Errorf("token create of a taken name = exit %d (%q), want 1 saying it exists", code, errs)
+	}
+	if code, out, errs := runCmd(t, "token", "revoke", "--db="+db, "--name=alice"); code != 0 || !strings.Contains(out, "alice revoked") {
+		t.Errorf("token revoke = exit %d (%q, %q), want 0", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, "token", "revoke", "--db="+db, "--name=alice"); code != 1 || !strings.Contains(errs, "already revoked") {
+		t.Errorf("second token revoke = exit %d (%q), want 1 saying so", code, errs)
+	}
+	if code, _, errs := runCmd(t, "token", "revoke", "--db="+db, "--name=bob"); code != 1 || !strings.Contains(errs, "not found") {
+		t.Errorf("token revoke of an unknown name = exit %d (%q), want 1", code, errs)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "fleet.db")
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"token", "create", "--db=" + db, "--name=a"}, `--role=""`},
+		{[]string{"token", "create", "--db=" + db, "--role=root", "--name=a"}, `--role="root"`},
+		{[]string{"token", "create", "--db=" + db, "--role=admin"}, `--name=""`},
+		{[]string{"token", "create", "--db=" + db, "--role=admin", "--name=a b"}, `--name="a b"`},
+		{[]string{"token", "revoke", "--db=" + db}, `--name=""`},
+		{[]string{"token", "list"}, `unknown command "list"`},
+		{[]string{"serve", "--db=" + db, "extra"}, "no arguments"},
+		{[]string{"--db=" + db, "--poll-interval=0s"}, "--poll-interval"},
+		{[]string{"--bogus"}, "bogus"},
+		{nil, "commands:"},
+	} {
+		code, _, errs := runCmd(t, tc.args...)
+		if code != 2 || !strings.Contains(errs, tc.msg) {
+			t.Errorf("lifeboat-server %q = exit %d (%q), want 2 naming %q", tc.args, code, errs, tc.msg)
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Error("a refused command created the database")
+	}
+}
+
+// syncBuffer is a buffer the server's log and the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve runs the server with args until the returned stop is called, and
+// returns its base URL.
+func serve(t *testing.T, args ...string) (url string, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, cli.IO{Stdin: strings.NewReader(""), Stdout: pw, Stderr: &logs}, append(args, "--listen=127.0.0.1:0"))
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	m := regexp.MustCompile(`on (http://\S+)/ `).FindStringSubmatch(line)
+	if m == nil {
+		cancel()
+		t.Fatalf("server printed %q (%v), log %q; want its address", line, err, logs.String())
+	}
+	go io.Copy(io.Discard, pr)
+	return m[1], func() int {
+		cancel()
+		return <-done
+	}
+}
+
+func get(t *testing.T, url, token string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func TestServeBootstrapsAdmin(t *testing.T) {
+	dir := t.TempDir()
+	db, tokFile := filepath.Join(dir, "fleet.db"), filepath.Join(dir, "admin.token")
+	url, stop := serve(t, "--db="+db, "--admin-token-file="+tokFile)
+	b, err := os.ReadFile(tokFile)
+	if err != nil || !tokenRE.Match(b) {
+		stop()
+		t.Fatalf("admin token file = %q, %v; want a token", b, err)
+	}
+	if fi, _ := os.Stat(tokFile); fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin token file mode %v, want 0600", fi.Mode().Perm())
+	}
+	admin := strings.TrimSpace(string(b))
+	code, body := get(t, url+"/api/v1/audit", admin)
+	var log api.AuditLog
+	if err := json.Unmarshal(body, &log); code != 200 || err != nil || len(log.Entries) != 1 || log.Entries[0].Action != "token.create" {
+		t.Errorf("GET /api/v1/audit with the admin token = %d %s, want 200 and the token's creation", code, body)
+	}
+	if code, _ := get(t, url+"/api/v1/devices", strings.Repeat("0", 64)); code != 401 {
+		t.Errorf("GET /api/v1/devices with a made-up token = %d, want 401", code)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("server exited %d on cancel, want 0", code)
+	}
+
+	// Again: the database has an admin, the file is left as it is.
+	url, stop = serve(t, "serve", "--db="+db, "--admin-token-file="+tokFile)
+	defer stop()
+	if again, _ := os.ReadFile(tokFile); !bytes.Equal(again, b) {
+		t.Errorf("second start rewrote the admin token file")
+	}
+	if code, _ := get(t, url+"/api/v1/audit", admin); code != 200 {
+		t.Errorf("admin token after a restart = %d, want 200", code)
+	}
+}
