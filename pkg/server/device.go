@@ -46,7 +46,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, d store.Device) er
 		return err
 	}
 	if err := s.store.Seen(r.Context(), d.ID, s.now().UTC()); err != nil {
-		return err
+		return storeError(err)
 	}
 	// Releases and rollouts come with the next slice of the server: until
 	// then no release is ever assigned.
@@ -77,7 +77,7 @@ func (s *Server) reportStatus(w http.ResponseWriter, r *http.Request, d store.De
 		return err
 	}
 	if err := s.store.ReportStatus(r.Context(), d.ID, st, s.now().UTC()); err != nil {
-		return err
+		return storeError(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -91,7 +91,7 @@ func (s *Server) reportInventory(w http.ResponseWriter, r *http.Request, d store
 		return err
 	}
 	if err := s.store.ReportInventory(r.Context(), d.ID, inv.Attributes, s.now().UTC()); err != nil {
-		return err
+		return storeError(err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -229,7 +229,10 @@ func query(r *http.Request, allowed ...string) (map[string]string, error) {
 		for _, a := range allowed {
 			known = known || a == k
 		}
-		if !known {
+		switch {
+		case !known && len(allowed) == 0:
+			return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "unknown query parameter %q: %s takes none", k, r.URL.Path)
+		case !known:
 			return nil, errorf(http.StatusBadRequest, api.CodeBadRequest, "unknown query parameter %q: want %s", k, strings.Join(allowed, ", "))
 		}
 		if len(vs) != 1 {
