@@ -531,3 +531,63 @@ func TestInternalErrorHidesCause(t *testing.T) {
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// TestConcurrentDevices: devices reporting at once all get through, each
+// to its own row (SQLite's writers wait for each other, none is refused
+// as busy).
+func TestConcurrentDevices(t *testing.T) {
+	f := newFixture(t)
+	const devices, rounds = 8, 10
+	ctx := context.Background()
+	toks := make([]string, devices)
+	for i := range toks {
+		var sha string
+		toks[i], sha = f.token()
+		d := store.Device{ID: fmt.Sprint("c-", i), Board: "b", TokenSHA256: sha, Created: t0, InstalledVersion: "1.0"}
+		if err := f.st.RegisterDevice(ctx, d, store.Event{At: t0, Actor: "cli", Action: "setup"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(f.srv)
+	defer srv.Close()
+	errc := make(chan error, devices)
+	for i, tok := range toks {
+		go func() {
+			errc <- func() error {
+				for r := range rounds {
+					for _, rq := range []struct{ method, path, body string }{
+						{"GET", "/api/v1/device/poll", ""},
+						{"POST", "/api/v1/device/status", strings.Replace(validStatus, `"1.0"`, fmt.Sprintf(`"%d.%d"`, i, r), 1)},
+						{"PUT", "/api/v1/device/inventory", fmt.Sprintf(`{"attributes": {"round": "%d", "me": "%d"}}`, r, i)},
+					} {
+						req, _ := http.NewRequest(rq.method, srv.URL+rq.path, strings.NewReader(rq.body))
+						req.Header.Set("Authorization", "Bearer "+tok)
+						req.Header.Set("Content-Type", "application/json")
+						resp, err := srv.Client().Do(req)
+						if err != nil {
+							return err
+						}
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode >= 300 {
+							return fmt.Errorf("%s %s = %d %s", rq.method, rq.path, resp.StatusCode, b)
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range devices {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range devices {
+		d, err := f.st.Device(ctx, fmt.Sprint("c-", i))
+		want := map[string]string{"round": fmt.Sprint(rounds - 1), "me": fmt.Sprint(i)}
+		if err != nil || d.InstalledVersion != fmt.Sprintf("%d.%d", i, rounds-1) || !cmp.Equal(d.Attributes, want) {
+			t.Errorf("device c-%d = %+v, %v; want its own last reports", i, d, err)
+		}
+	}
+}
