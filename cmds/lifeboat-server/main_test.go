@@ -61,6 +61,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"token", "list"}, `unknown command "list"`},
 		{[]string{"serve", "--db=" + db, "extra"}, "no arguments"},
 		{[]string{"--db=" + db, "--poll-interval=0s"}, "--poll-interval"},
+		{[]string{"--db=" + db, "--poll-interval=23h", "--poll-jitter=2h"}, "within 24h"},
 		{[]string{"--bogus"}, "bogus"},
 		{nil, "commands:"},
 	} {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/server"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
@@ -46,8 +47,9 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 	if fs.NArg() != 0 {
 		return cli.Usagef("serve takes no arguments")
 	}
-	if *interval < time.Second || *jitter < 0 {
-		return cli.Usagef("--poll-interval=%s --poll-jitter=%s: want an interval of 1s or more and a jitter of 0 or more", *interval, *jitter)
+	if *interval < time.Second || *jitter < 0 || *interval+*jitter > api.MaxPollInterval*time.Second {
+		return cli.Usagef("--poll-interval=%s --poll-jitter=%s: want an interval of 1s or more, a jitter of 0 or more, and the two within %s",
+			*interval, *jitter, api.MaxPollInterval*time.Second)
 	}
 	log := slog.New(slog.NewTextHandler(std.Stderr, nil))
 	st, err := store.OpenSQLite(ctx, *db)

@@ -4,9 +4,10 @@
 // gets. It imports the standard library only, so the recovery ramdisk and
 // the agent can use it without pulling in the server.
 //
-// Every request body has a Validate method that bounds sizes and lengths
-// and names what is wrong; Decode reads a body strictly (one JSON value,
-// no unknown fields, at most MaxBodySize bytes) and validates it.
+// Every request body, and the poll answer a device decodes, has a Validate
+// method that bounds sizes and lengths and names what is wrong; Decode
+// reads a body strictly (one JSON value, no unknown fields, at most
+// MaxBodySize bytes) and validates it.
 package api
 
 import (
@@ -15,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -83,12 +85,12 @@ const (
 var (
 	// idRE is what a device ID may hold (a line station's serial number,
 	// a DMI UUID): the same rule as the flash mode's.
-	idRE      = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-	boardRE   = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	versionRE = regexp.MustCompile(`^[A-Za-z0-9._+~-]{1,64}$`)
+	idRE      = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._:-]{1,%d}$`, MaxIDLen))
+	boardRE   = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._-]{1,%d}$`, MaxBoardLen))
+	versionRE = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._+~-]{1,%d}$`, MaxVersionLen))
 	hex64RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	attrRE    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	slotRE    = regexp.MustCompile(`^[A-Za-z0-9._-]{1,32}$`)
+	attrRE    = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._-]{1,%d}$`, MaxAttrNameLen))
+	slotRE    = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9._-]{1,%d}$`, MaxSlotNameLen))
 )
 
 // CheckDeviceID says what is wrong with id as a device ID, if anything.
@@ -165,6 +167,33 @@ type Poll struct {
 	// IntervalSeconds is when to poll next; the server spreads devices
 	// over a jitter window.
 	IntervalSeconds int `json:"interval_seconds"`
+}
+
+// MaxPollInterval bounds the interval a server may ask for, so that a
+// device told nonsense still polls within a day.
+const MaxPollInterval = 24 * 60 * 60
+
+// Validate checks a poll answer, for the device that decodes it.
+func (p *Poll) Validate() error {
+	if p.IntervalSeconds < 1 || p.IntervalSeconds > MaxPollInterval {
+		return invalid("interval_seconds %d: want 1 to %d", p.IntervalSeconds, MaxPollInterval)
+	}
+	if p.Release == nil {
+		return nil
+	}
+	if err := checkVersion("release.version", p.Release.Version); err != nil {
+		return err
+	}
+	u, err := url.Parse(p.Release.RepositoryURL)
+	switch {
+	case len(p.Release.RepositoryURL) > MaxRepositoryLen:
+		return invalid("release.repository_url: %d bytes, the most is %d", len(p.Release.RepositoryURL), MaxRepositoryLen)
+	case err != nil:
+		return invalid("release.repository_url: %v", err)
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return invalid("release.repository_url %q: want an http or https URL", clip(p.Release.RepositoryURL))
+	}
+	return nil
 }
 
 // Phase is where a device is in an update.

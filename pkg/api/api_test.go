@@ -45,6 +45,13 @@ func TestDecodeTestdata(t *testing.T) {
 	if inv.Attributes["hw_revision"] != "B2" || len(inv.Attributes) != 3 {
 		t.Errorf("inventory.json = %+v", inv)
 	}
+	var p Poll
+	if err := Decode(bytes.NewReader(readTestdata(t, "poll.json")), MaxBodySize, &p); err != nil {
+		t.Errorf("poll.json: %v", err)
+	}
+	if p.Release == nil || p.Release.Version != "1.1" || p.IntervalSeconds != 317 {
+		t.Errorf("poll.json = %+v", p)
+	}
 }
 
 func TestDecodeRefuses(t *testing.T) {
@@ -164,6 +171,36 @@ func TestStatusValidate(t *testing.T) {
 	}
 }
 
+func TestPollValidate(t *testing.T) {
+	rel := func(v, u string) *Release { return &Release{Version: v, RepositoryURL: u} }
+	for _, tc := range []struct {
+		name string
+		p    Poll
+		msg  string
+	}{
+		{"none", Poll{IntervalSeconds: 300}, ""},
+		{"a release", Poll{Release: rel("1.1", "https://updates.example.com/repo"), IntervalSeconds: 60}, ""},
+		{"no interval", Poll{}, "interval_seconds 0"},
+		{"interval over a day", Poll{IntervalSeconds: MaxPollInterval + 1}, "interval_seconds"},
+		{"no version", Poll{Release: rel("", "https://x/repo"), IntervalSeconds: 1}, "release.version"},
+		{"relative URL", Poll{Release: rel("1.1", "/repo"), IntervalSeconds: 1}, "want an http or https URL"},
+		{"file URL", Poll{Release: rel("1.1", "file:///etc"), IntervalSeconds: 1}, "want an http or https URL"},
+		{"bad URL", Poll{Release: rel("1.1", "http://x/%zz"), IntervalSeconds: 1}, "repository_url"},
+		{"long URL", Poll{Release: rel("1.1", "https://x/"+strings.Repeat("a", MaxRepositoryLen)), IntervalSeconds: 1}, "the most is"},
+	} {
+		err := tc.p.Validate()
+		if tc.msg == "" {
+			if err != nil {
+				t.Errorf("%s: Validate = %v, want nil", tc.name, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: Validate = %v, want ErrInvalid naming %q", tc.name, err, tc.msg)
+		}
+	}
+}
+
 func TestInventoryValidate(t *testing.T) {
 	many := map[string]string{}
 	for i := range MaxAttributes + 1 {
@@ -232,3 +269,4 @@ func fuzzDecode[T any, P interface {
 func FuzzDecodeRegistration(f *testing.F) { fuzzDecode[Registration](f, "registration.json") }
 func FuzzDecodeStatus(f *testing.F)       { fuzzDecode[Status](f, "status.json") }
 func FuzzDecodeInventory(f *testing.F)    { fuzzDecode[Inventory](f, "inventory.json") }
+func FuzzDecodePoll(f *testing.F)         { fuzzDecode[Poll](f, "poll.json") }

@@ -392,6 +392,9 @@ func TestPoll(t *testing.T) {
 	if w.Code != 200 || p.Release != nil || p.IntervalSeconds < 300 || p.IntervalSeconds > 360 {
 		t.Errorf("poll = %d %+v, want 200, no release, an interval from 300 to 360 s", w.Code, p)
 	}
+	if err := p.Validate(); err != nil {
+		t.Errorf("poll answer %s does not pass the device's checks: %v", w.Body, err)
+	}
 	if !strings.Contains(w.Body.String(), `"release":null`) {
 		t.Errorf("poll body %s does not say release null", w.Body)
 	}
