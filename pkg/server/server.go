@@ -97,24 +97,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
-	// The mux's own answer: 404, 405 with Allow, or a redirect to a
-	// cleaned path. Keep its status and headers, replace its body.
+	// No pattern: the mux answers 405 with Allow when another method
+	// would match, 404 otherwise (a path that only needs cleaning has a
+	// pattern, and is redirected above). Keep its status and Allow,
+	// replace its plain-text body.
 	rec := &headerRecorder{header: http.Header{}}
 	h.ServeHTTP(rec, r)
-	for k, v := range rec.header {
-		if k != "Content-Type" && k != "X-Content-Type-Options" && k != "Content-Length" {
-			w.Header()[k] = v
-		}
-	}
-	switch rec.status {
-	case http.StatusMethodNotAllowed:
+	if rec.status == http.StatusMethodNotAllowed {
+		allow := rec.header.Get("Allow")
+		w.Header().Set("Allow", allow)
 		writeError(w, &Error{http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
-			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, rec.header.Get("Allow"))})
-	case http.StatusNotFound:
-		writeError(w, &Error{http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
-	default:
-		w.WriteHeader(rec.status)
+			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
+		return
 	}
+	writeError(w, &Error{http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
 }
 
 // headerRecorder keeps a response's status and headers and drops its body.

@@ -293,6 +293,9 @@ func TestRefusals(t *testing.T) {
 			if tc.status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
 				t.Error("401 without WWW-Authenticate")
 			}
+			if tc.status == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
+				t.Error("405 without Allow")
+			}
 			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
 				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
 			}
