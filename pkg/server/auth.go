@@ -43,7 +43,7 @@ func NewToken(random io.Reader) (token, sha string, err error) {
 	return token, sha, err
 }
 
-func unauthorized(format string, args ...any) *Error {
+func unauthorized(format string, args ...any) *refusal {
 	return errorf(http.StatusUnauthorized, api.CodeUnauthorized, format, args...)
 }
 

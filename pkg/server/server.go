@@ -106,11 +106,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rec.status == http.StatusMethodNotAllowed {
 		allow := rec.header.Get("Allow")
 		w.Header().Set("Allow", allow)
-		writeError(w, &Error{http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
+		writeError(w, &refusal{http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
 			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
 		return
 	}
-	writeError(w, &Error{http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+	writeError(w, &refusal{http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
 }
 
 // headerRecorder keeps a response's status and headers and drops its body.
@@ -130,22 +130,22 @@ func (h *headerRecorder) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// Error is a refusal: an HTTP status and the api.Error body that goes with
-// it.
-type Error struct {
+// refusal is an HTTP status and the api.Error body that goes with it: a
+// request refused.
+type refusal struct {
 	Status int
 	Code   string
 	Msg    string
 }
 
-func (e *Error) Error() string { return e.Msg }
+func (e *refusal) Error() string { return e.Msg }
 
-func errorf(status int, code, format string, args ...any) *Error {
-	return &Error{status, code, fmt.Sprintf(format, args...)}
+func errorf(status int, code, format string, args ...any) *refusal {
+	return &refusal{status, code, fmt.Sprintf(format, args...)}
 }
 
-func badRequest(err error) *Error {
-	return &Error{http.StatusBadRequest, api.CodeBadRequest, err.Error()}
+func badRequest(err error) *refusal {
+	return &refusal{http.StatusBadRequest, api.CodeBadRequest, err.Error()}
 }
 
 // storeError maps a store error to its refusal; any other error is the
@@ -153,9 +153,9 @@ func badRequest(err error) *Error {
 func storeError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return &Error{http.StatusNotFound, api.CodeNotFound, err.Error()}
+		return &refusal{http.StatusNotFound, api.CodeNotFound, err.Error()}
 	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked):
-		return &Error{http.StatusConflict, api.CodeConflict, err.Error()}
+		return &refusal{http.StatusConflict, api.CodeConflict, err.Error()}
 	}
 	return err
 }
@@ -163,10 +163,10 @@ func storeError(err error) error {
 // respond writes err as an api.Error body: a refusal as itself, anything
 // else as a 500 whose cause goes to the log, not to the client.
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
-	var e *Error
+	var e *refusal
 	if !errors.As(err, &e) {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = &Error{http.StatusInternalServerError, api.CodeInternal, "internal error; the server's log has the cause"}
+		e = &refusal{http.StatusInternalServerError, api.CodeInternal, "internal error; the server's log has the cause"}
 	}
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lifeboat"`)
@@ -175,7 +175,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, e)
 }
 
-func writeError(w http.ResponseWriter, e *Error) {
+func writeError(w http.ResponseWriter, e *refusal) {
 	writeJSON(w, e.Status, api.Error{Error: e.Msg, Code: e.Code})
 }
 
