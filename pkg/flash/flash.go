@@ -1,0 +1,181 @@
+// Package flash is what a line station offers beside a signed repository
+// for a manufacturing flash (uinit, lifeboat.mode=flash): raw images of
+// the partitions a release does not hold, such as the ESP or boot
+// partition with the bootloader, its configuration and the recovery
+// kernel and ramdisk, and a manifest giving each image's size and
+// SHA-256:
+//
+//	flash/flash.json    Manifest
+//	flash/<label>.img   the raw image of the partition labelled <label>
+//
+// A release for a board holds only its slot classes
+// (release.Client.Plan refuses others), so these images are not signed by
+// the release keys: they are trusted as the line station that serves them
+// is (docs/security.md). The manifest's hashes catch a damaged copy, not
+// a malicious station.
+package flash
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+)
+
+// Dir is the directory beside the repository's metadata and chunks.
+const Dir = "flash"
+
+// ManifestName is the manifest's path in the repository or bundle.
+const ManifestName = Dir + "/flash.json"
+
+// MaxManifestSize bounds the manifest a device reads.
+const MaxManifestSize = 64 << 10
+
+// ImageName is the path of partition label's image.
+func ImageName(label string) string { return Dir + "/" + label + ".img" }
+
+// ErrInvalid is wrapped by every error about a manifest or image that
+// does not make sense.
+var ErrInvalid = errors.New("invalid flash manifest")
+
+// Manifest lists the images.
+type Manifest struct {
+	Board  string  `json:"board"`
+	Images []Image `json:"images"`
+}
+
+// Image is one partition's raw image: written from the partition's first
+// byte.
+type Image struct {
+	Label  string `json:"label"` // the partition's PARTLABEL
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+var (
+	labelRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,36}$`)
+	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Validate checks what Parse cannot trust.
+func (m *Manifest) Validate() error {
+	if m.Board == "" {
+		return invalid("no board")
+	}
+	seen := map[string]bool{}
+	for i, im := range m.Images {
+		switch {
+		case !labelRE.MatchString(im.Label):
+			return invalid("image %d: label %q: want 1 to 36 letters, digits, '.', '_' or '-'", i+1, im.Label)
+		case seen[im.Label]:
+			return invalid("image %d: label %q given twice", i+1, im.Label)
+		case im.Size <= 0:
+			return invalid("image %s: size %d", im.Label, im.Size)
+		case !sha256RE.MatchString(im.SHA256):
+			return invalid("image %s: sha256 %q is not 64 lower-case hex digits", im.Label, im.SHA256)
+		}
+		seen[im.Label] = true
+	}
+	return nil
+}
+
+// Parse decodes and validates a manifest. Unknown fields are errors.
+func Parse(b []byte) (*Manifest, error) {
+	if len(b) > MaxManifestSize {
+		return nil, invalid("%d bytes, the most is %d", len(b), MaxManifestSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalid("data after the object")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Image returns the image of the partition labelled label.
+func (m *Manifest) Image(label string) (Image, bool) {
+	for _, im := range m.Images {
+		if im.Label == label {
+			return im, true
+		}
+	}
+	return Image{}, false
+}
+
+// Check fails unless b is the image: its size and SHA-256.
+func (im Image) Check(b []byte) error {
+	if int64(len(b)) != im.Size {
+		return invalid("%s: %d bytes, the manifest says %d", ImageName(im.Label), len(b), im.Size)
+	}
+	h := sha256.Sum256(b)
+	if got := hex.EncodeToString(h[:]); got != im.SHA256 {
+		return invalid("%s hashes to %s, the manifest says %s", ImageName(im.Label), got, im.SHA256)
+	}
+	return nil
+}
+
+// Write copies the images (partition label to host file) into dir, a
+// repository or bundle directory, and writes the manifest for board.
+func Write(dir, board string, images map[string]string) error {
+	m := Manifest{Board: board, Images: []Image{}}
+	if err := os.MkdirAll(filepath.Join(dir, Dir), 0o755); err != nil {
+		return err
+	}
+	for _, label := range slices.Sorted(maps.Keys(images)) {
+		im, err := copyImage(filepath.Join(dir, filepath.FromSlash(ImageName(label))), images[label])
+		if err != nil {
+			return fmt.Errorf("flash image %s: %w", label, err)
+		}
+		im.Label = label
+		m.Images = append(m.Images, im)
+	}
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, filepath.FromSlash(ManifestName)), append(b, '\n'), 0o644)
+}
+
+// copyImage copies src to dst and returns its size and SHA-256.
+func copyImage(dst, src string) (Image, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return Image{}, err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return Image{}, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(out, h), in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return Image{}, err
+	}
+	return Image{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
