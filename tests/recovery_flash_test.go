@@ -34,6 +34,10 @@ type flashResult struct {
 	Slot     string                 `json:"slot"`
 	Source   string                 `json:"source"`
 	Identity *identity.Registration `json:"identity"`
+	Phases   []struct {
+		Name    string  `json:"name"`
+		Seconds float64 `json:"seconds"`
+	} `json:"phases"`
 }
 
 func flashResultOf(t *testing.T, lines []string) flashResult {
@@ -160,7 +164,7 @@ func (f *recoveryFixture) checkFlashed(t *testing.T, disk, layout string, res fl
 	if res.Identity == nil || *res.Identity != reg {
 		t.Errorf("registration printed %+v, the identity on the ESP gives %+v", res.Identity, reg)
 	}
-	t.Logf("registration: %+v", reg)
+	t.Logf("registration: %+v; phases %+v", reg, res.Phases)
 	lines := f.boot(t, qdevice.RunSpec{Disk: disk})
 	if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=1 slot=A verity=ok") || !strings.Contains(got, "marked-good slot=A") {
 		t.Fatalf("A did not boot v1 after the flash: %s", got)

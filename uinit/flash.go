@@ -44,9 +44,9 @@ const DefaultProductUUID = "/sys/class/dmi/id/product_uuid"
 //     state provisioned from the ramdisk's root.json;
 //   - source: the bundle or the repository, as for an update;
 //   - boot: the partition images the source serves beside the repository
-//     (package flash: the ESP or boot partition), each checked against the
-//     manifest's size and SHA-256 before it is written and read back
-//     after;
+//     (package flash: the ESP or boot partition), each decompressed and
+//     checked against the manifest's size and SHA-256 before it is
+//     written, and read back after;
 //   - install: the newest release into the layout's first slot, every
 //     chunk verified and the slot verified after (pkg/install); the
 //     release recorded as installed and the slot's index kept;
@@ -296,14 +296,16 @@ func (f *flow) writeFlashImages(ctx context.Context, fetch release.Fetcher, l *b
 	return nil
 }
 
-// writeFlashImage fetches one image, checks it against the manifest,
-// writes it from the partition's first byte and reads it back.
+// writeFlashImage fetches one image, decompresses it and checks it
+// against the manifest, writes it from the partition's first byte and
+// reads it back.
 func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im flash.Image) error {
-	b, err := fetch.Fetch(ctx, flash.ImageName(im.Label), im.Size)
+	stored, err := fetch.Fetch(ctx, flash.ImageName(im.Label), im.Stored)
 	if err != nil {
 		return err
 	}
-	if err := im.Check(b); err != nil {
+	b, err := im.Decode(stored)
+	if err != nil {
 		return err
 	}
 	path, err := f.sys.Partition(ctx, im.Label)
@@ -328,10 +330,10 @@ func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im fl
 	if _, err := dev.ReadAt(back, 0); err != nil {
 		return fmt.Errorf("read back: %w", err)
 	}
-	if err := im.Check(back); err != nil {
-		return fmt.Errorf("read back: %w", err)
+	if !bytes.Equal(back, b) {
+		return fmt.Errorf("read back: %s does not hold the bytes written", path)
 	}
-	f.say("wrote %s (%s): %d bytes, SHA-256 %s, read back", im.Label, path, im.Size, im.SHA256)
+	f.say("wrote %s (%s): %d bytes (%d compressed), SHA-256 %s, read back", im.Label, path, im.Size, im.Stored, im.SHA256)
 	return nil
 }
 

@@ -5,8 +5,11 @@
 // kernel and ramdisk, and a manifest giving each image's size and
 // SHA-256:
 //
-//	flash/flash.json    Manifest
-//	flash/<label>.img   the raw image of the partition labelled <label>
+//	flash/flash.json        Manifest
+//	flash/<label>.img.zst   the raw image of the partition labelled <label>, zstd-compressed
+//
+// An ESP is mostly free space: compressed, it costs the line station's
+// network or stick a fraction of its size.
 //
 // A release for a board holds only its slot classes
 // (release.Client.Plan refuses others), so these images are not signed by
@@ -28,6 +31,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // Dir is the directory beside the repository's metadata and chunks.
@@ -39,12 +44,17 @@ const ManifestName = Dir + "/flash.json"
 // MaxManifestSize bounds the manifest a device reads.
 const MaxManifestSize = 64 << 10
 
-// ImageName is the path of partition label's image.
-func ImageName(label string) string { return Dir + "/" + label + ".img" }
+// ImageName is the path of partition label's compressed image.
+func ImageName(label string) string { return Dir + "/" + label + ".img.zst" }
 
-// ErrInvalid is wrapped by every error about a manifest or image that
-// does not make sense.
-var ErrInvalid = errors.New("invalid flash manifest")
+var (
+	// ErrInvalid is wrapped by every error about a manifest that does
+	// not make sense.
+	ErrInvalid = errors.New("invalid flash manifest")
+	// ErrBadImage is wrapped by every error about an image that does not
+	// match its manifest.
+	ErrBadImage = errors.New("flash image does not match its manifest")
+)
 
 // Manifest lists the images.
 type Manifest struct {
@@ -55,9 +65,12 @@ type Manifest struct {
 // Image is one partition's raw image: written from the partition's first
 // byte.
 type Image struct {
-	Label  string `json:"label"` // the partition's PARTLABEL
+	Label string `json:"label"` // the partition's PARTLABEL
+	// Size and SHA256 describe the raw image.
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	// Stored is the size of the compressed file, ImageName(Label).
+	Stored int64 `json:"stored_size"`
 }
 
 var (
@@ -83,6 +96,8 @@ func (m *Manifest) Validate() error {
 			return invalid("image %d: label %q given twice", i+1, im.Label)
 		case im.Size <= 0:
 			return invalid("image %s: size %d", im.Label, im.Size)
+		case im.Stored <= 0:
+			return invalid("image %s: stored_size %d", im.Label, im.Stored)
 		case !sha256RE.MatchString(im.SHA256):
 			return invalid("image %s: sha256 %q is not 64 lower-case hex digits", im.Label, im.SHA256)
 		}
@@ -121,16 +136,39 @@ func (m *Manifest) Image(label string) (Image, bool) {
 	return Image{}, false
 }
 
-// Check fails unless b is the image: its size and SHA-256.
-func (im Image) Check(b []byte) error {
+// Decode decompresses stored, the file ImageName(im.Label), and returns
+// the raw image once its size and SHA-256 are the manifest's; never more
+// than im.Size bytes are decompressed.
+func (im Image) Decode(stored []byte) ([]byte, error) {
+	name := ImageName(im.Label)
+	if int64(len(stored)) != im.Stored {
+		return nil, fmt.Errorf("%w: %s: %d bytes, the manifest says %d", ErrBadImage, name, len(stored), im.Stored)
+	}
+	d, err := zstd.NewReader(bytes.NewReader(stored), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := io.ReadAll(io.LimitReader(d, im.Size+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadImage, name, err)
+	}
 	if int64(len(b)) != im.Size {
-		return invalid("%s: %d bytes, the manifest says %d", ImageName(im.Label), len(b), im.Size)
+		return nil, fmt.Errorf("%w: %s holds %s bytes, the manifest says %d", ErrBadImage, name, atMost(len(b), im.Size), im.Size)
 	}
 	h := sha256.Sum256(b)
 	if got := hex.EncodeToString(h[:]); got != im.SHA256 {
-		return invalid("%s hashes to %s, the manifest says %s", ImageName(im.Label), got, im.SHA256)
+		return nil, fmt.Errorf("%w: %s: the image hashes to %s, the manifest says %s", ErrBadImage, name, got, im.SHA256)
 	}
-	return nil
+	return b, nil
+}
+
+// atMost says how many bytes were decompressed: n, or more than max.
+func atMost(n int, max int64) string {
+	if int64(n) > max {
+		return fmt.Sprintf("more than %d", max)
+	}
+	return fmt.Sprint(n)
 }
 
 // Write copies the images (partition label to host file) into dir, a
@@ -158,7 +196,8 @@ func Write(dir, board string, images map[string]string) error {
 	return os.WriteFile(filepath.Join(dir, filepath.FromSlash(ManifestName)), append(b, '\n'), 0o644)
 }
 
-// copyImage copies src to dst and returns its size and SHA-256.
+// copyImage compresses src into dst and returns the raw image's size and
+// SHA-256 and the compressed file's size.
 func copyImage(dst, src string) (Image, error) {
 	in, err := os.Open(src)
 	if err != nil {
@@ -169,13 +208,22 @@ func copyImage(dst, src string) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
+	defer out.Close()
+	z, err := zstd.NewWriter(out)
+	if err != nil {
+		return Image{}, err
+	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
+	n, err := io.Copy(io.MultiWriter(z, h), in)
+	if err == nil {
+		err = z.Close()
 	}
 	if err != nil {
 		return Image{}, err
 	}
-	return Image{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	fi, err := out.Stat()
+	if err != nil {
+		return Image{}, err
+	}
+	return Image{Size: n, SHA256: hex.EncodeToString(h.Sum(nil)), Stored: fi.Size()}, out.Close()
 }

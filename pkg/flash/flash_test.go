@@ -31,19 +31,33 @@ func TestWriteParseCheck(t *testing.T) {
 	if !ok || m.Board != "qemu-x86_64" || im.Size != int64(len(img)) {
 		t.Fatalf("manifest %+v, want board qemu-x86_64 and esp of %d bytes", m, len(img))
 	}
-	copied, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ImageName("esp"))))
+	stored, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ImageName("esp"))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := im.Check(copied); err != nil {
-		t.Errorf("Check(the copied image) = %v", err)
+	if int64(len(stored)) != im.Stored || im.Stored >= im.Size/10 {
+		t.Errorf("stored %d bytes (manifest: %d) for a %d-byte image of a repeated pattern: not compressed", len(stored), im.Stored, im.Size)
 	}
-	copied[100] ^= 1
-	if err := im.Check(copied); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "flash/esp.img hashes to") {
-		t.Errorf("Check(a flipped byte) = %v, want ErrInvalid naming the hash", err)
+	if got, err := im.Decode(stored); err != nil || !bytes.Equal(got, img) {
+		t.Errorf("Decode(the stored image) = %d bytes, %v; want the image", len(got), err)
 	}
-	if err := im.Check(copied[1:]); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "11999 bytes, the manifest says 12000") {
-		t.Errorf("Check(a short image) = %v, want ErrInvalid naming the sizes", err)
+	other := im
+	other.SHA256 = strings.Repeat("0", 64)
+	if _, err := other.Decode(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "flash/esp.img.zst: the image hashes to") {
+		t.Errorf("Decode(another hash) = %v, want ErrBadImage naming the hash", err)
+	}
+	other = im
+	other.Size--
+	if _, err := other.Decode(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "holds more than 11999 bytes, the manifest says 11999") {
+		t.Errorf("Decode(a shorter size) = %v, want ErrBadImage naming the sizes", err)
+	}
+	if _, err := im.Decode(stored[:len(stored)-1]); !errors.Is(err, ErrBadImage) {
+		t.Errorf("Decode(a truncated file) = %v, want ErrBadImage", err)
+	}
+	bad := bytes.Clone(stored)
+	bad[len(bad)/2] ^= 0xff
+	if _, err := im.Decode(bad); !errors.Is(err, ErrBadImage) {
+		t.Errorf("Decode(a flipped byte) = %v, want ErrBadImage", err)
 	}
 	if _, ok := m.Image("boot"); ok {
 		t.Error(`Image("boot") found an image the manifest does not list`)
@@ -65,6 +79,7 @@ func TestParseRejects(t *testing.T) {
 		{"size", `"size": 67108864`, `"size": 0`, "size 0"},
 		{"sha256", `"sha256": "3b`, `"sha256": "3B`, "sha256"},
 		{"twice", `"label": "boot"`, `"label": "esp"`, "given twice"},
+		{"stored size", `"stored_size": 4242`, `"stored_size": -1`, "stored_size -1"},
 		{"trailing data", "]\n}\n", "]\n}{}", "data after"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
