@@ -152,7 +152,6 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 	if err != nil {
 		return "", "", &phaseError{"identity", err}
 	}
-	f.res.Identity = &reg
 	f.phase("identity")
 
 	if err := f.switchFlashed(ctx, target, verity); err != nil {
@@ -160,6 +159,8 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 	}
 	f.say("bootloader: %s is next, with %d tries", target, slot.DefaultTries)
 	f.phase("switch")
+	// Registered only once the device boots what was flashed.
+	f.res.Identity = &reg
 	return string(target), verity, nil
 }
 
