@@ -34,6 +34,7 @@ type flashResult struct {
 	Slot     string                 `json:"slot"`
 	Source   string                 `json:"source"`
 	Identity *identity.Registration `json:"identity"`
+	PeakRSS  int64                  `json:"peak_rss_bytes"`
 	Phases   []struct {
 		Name    string  `json:"name"`
 		Seconds float64 `json:"seconds"`
@@ -164,7 +165,7 @@ func (f *recoveryFixture) checkFlashed(t *testing.T, disk, layout string, res fl
 	if res.Identity == nil || *res.Identity != reg {
 		t.Errorf("registration printed %+v, the identity on the ESP gives %+v", res.Identity, reg)
 	}
-	t.Logf("registration: %+v; phases %+v", reg, res.Phases)
+	t.Logf("registration: %+v; peak RSS of the flow %d bytes; phases %+v", reg, res.PeakRSS, res.Phases)
 	lines := f.boot(t, qdevice.RunSpec{Disk: disk})
 	if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=1 slot=A verity=ok") || !strings.Contains(got, "marked-good slot=A") {
 		t.Fatalf("A did not boot v1 after the flash: %s", got)

@@ -327,12 +327,15 @@ func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im fl
 	if err := dev.Flush(); err != nil {
 		return err
 	}
-	back := make([]byte, len(b))
-	if _, err := dev.ReadAt(back, 0); err != nil {
-		return fmt.Errorf("read back: %w", err)
-	}
-	if !bytes.Equal(back, b) {
-		return fmt.Errorf("read back: %s does not hold the bytes written", path)
+	back := make([]byte, 1<<20)
+	for off := int64(0); off < im.Size; off += int64(len(back)) {
+		n := min(int64(len(back)), im.Size-off)
+		if _, err := dev.ReadAt(back[:n], off); err != nil {
+			return fmt.Errorf("read back: %w", err)
+		}
+		if !bytes.Equal(back[:n], b[off:off+n]) {
+			return fmt.Errorf("read back: %s differs from the image written in [%d, +%d)", path, off, n)
+		}
 	}
 	f.say("wrote %s (%s): %d bytes (%d compressed), SHA-256 %s, read back", im.Label, path, im.Size, im.Stored, im.SHA256)
 	return nil
