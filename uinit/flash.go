@@ -392,15 +392,11 @@ func (f *flow) writeFactory(ctx context.Context, label string, s slot.Name, res 
 // writeIdentity makes the device's identity, writes it on the partition
 // holding the bootloader environment and returns its registration.
 func (f *flow) writeIdentity(version string) (identity.Registration, error) {
-	random := f.random
-	if random == nil {
-		random = rand.Reader
-	}
-	id, from, err := f.deviceID(random)
+	id, from, err := f.deviceID()
 	if err != nil {
 		return identity.Registration{}, err
 	}
-	ident, err := identity.New(id, f.board.Name, random)
+	ident, err := identity.New(id, f.board.Name, rand.Reader)
 	if err != nil {
 		return identity.Registration{}, err
 	}
@@ -417,7 +413,7 @@ func (f *flow) writeIdentity(version string) (identity.Registration, error) {
 
 // deviceID returns the device ID and where it came from: lifeboat.device=,
 // else the DMI system UUID when there is a usable one, else a random UUID.
-func (f *flow) deviceID(random io.Reader) (id, from string, err error) {
+func (f *flow) deviceID() (id, from string, err error) {
 	if f.p.device != "" {
 		return f.p.device, "lifeboat.device=", nil // checked by flashable
 	}
@@ -433,7 +429,7 @@ func (f *flow) deviceID(random io.Reader) (id, from string, err error) {
 			return u, "DMI system UUID", nil
 		}
 	}
-	u, err := identity.NewUUID(random)
+	u, err := identity.NewUUID(rand.Reader)
 	return u, "random", err
 }
 

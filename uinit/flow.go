@@ -163,10 +163,9 @@ type flow struct {
 	// being rewritten.
 	recoveryFirst bool
 
-	// A flash's device ID and token (flash.go): the file holding the DMI
-	// system UUID ("": none), and the random source (nil: crypto/rand).
+	// productUUID is the file holding the DMI system UUID, a flash's
+	// device ID when the command line gives none (flash.go); "": none.
 	productUUID string
-	random      io.Reader
 }
 
 func (f *flow) say(format string, args ...any) {
