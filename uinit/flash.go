@@ -131,12 +131,8 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 		if err := f.keepIndex(string(target), im); err != nil {
 			return "", "", &phaseError{"state", fmt.Errorf("keep the index of %s %s: %w", target, im.Class, err)}
 		}
-		f.say("wrote %s %s into %s (%s):", res.Version, im.Class, target, im.Slot)
-		im.Stats.WriteSummary(f.console)
-		f.res.FetchedBytes += im.Stats.Fetched()
-		f.res.ImageBytes += im.Stats.Bytes
-		if im.Verity != nil && im.Class == rootClass(l) {
-			verity = fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+		if v := f.written(res.Version, target, im); v != "" {
+			verity = v
 		}
 	}
 	f.phase("install")

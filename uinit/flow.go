@@ -367,12 +367,8 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		if err := f.keepIndex(string(target), im); err != nil {
 			f.say("keeping the index of %s %s: %v (the next update chunks the slot instead)", target, im.Class, err)
 		}
-		f.say("wrote %s %s into %s (%s):", res.Version, im.Class, target, im.Slot)
-		im.Stats.WriteSummary(f.console)
-		f.res.FetchedBytes += im.Stats.Fetched()
-		f.res.ImageBytes += im.Stats.Bytes
-		if im.Verity != nil && im.Class == rootClass(l) {
-			verity = fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+		if v := f.written(res.Version, target, im); v != "" {
+			verity = v
 		}
 	}
 	f.phase("install")
@@ -389,6 +385,20 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	f.say("bootloader: %s is next, with %d tries", target, slot.DefaultTries)
 	f.phase("switch")
 	return string(target), verity, nil
+}
+
+// written reports image im of release version, written into slot s, on
+// the console and in the result, and returns the slot's dm-verity
+// argument when im is the root class's image with a verity tree.
+func (f *flow) written(version string, s slot.Name, im install.ImageResult) string {
+	f.say("wrote %s %s into %s (%s):", version, im.Class, s, im.Slot)
+	im.Stats.WriteSummary(f.console)
+	f.res.FetchedBytes += im.Stats.Fetched()
+	f.res.ImageBytes += im.Stats.Bytes
+	if im.Verity == nil || im.Class != rootClass(f.layout) {
+		return ""
+	}
+	return fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
 }
 
 func (f *flow) dataFS() durable.FS { return durable.OS(f.data) }
