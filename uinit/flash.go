@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -293,16 +295,15 @@ func (f *flow) writeFlashImages(ctx context.Context, fetch release.Fetcher, l *b
 	return nil
 }
 
-// writeFlashImage fetches one image, decompresses it and checks it
-// against the manifest, writes it from the partition's first byte and
-// reads it back.
+// writeFlashImage fetches one image and checks it against the manifest,
+// then writes it from the partition's first byte, decompressing it again
+// as it goes (so that a large image never sits in RAM), and reads it back.
 func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im flash.Image) error {
 	stored, err := fetch.Fetch(ctx, flash.ImageName(im.Label), im.Stored)
 	if err != nil {
 		return err
 	}
-	b, err := im.Decode(stored)
-	if err != nil {
+	if err := im.Verify(stored); err != nil {
 		return err
 	}
 	path, err := f.sys.Partition(ctx, im.Label)
@@ -317,21 +318,24 @@ func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im fl
 	if im.Size > dev.Size() {
 		return fmt.Errorf("image of %d bytes, the partition has %d", im.Size, dev.Size())
 	}
-	if _, err := dev.WriteAt(b, 0); err != nil {
+	r, err := im.NewReader(stored)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	buf := make([]byte, 1<<20)
+	if _, err := io.CopyBuffer(io.NewOffsetWriter(dev, 0), r, buf); err != nil {
 		return err
 	}
 	if err := dev.Flush(); err != nil {
 		return err
 	}
-	back := make([]byte, 1<<20)
-	for off := int64(0); off < im.Size; off += int64(len(back)) {
-		n := min(int64(len(back)), im.Size-off)
-		if _, err := dev.ReadAt(back[:n], off); err != nil {
-			return fmt.Errorf("read back: %w", err)
-		}
-		if !bytes.Equal(back[:n], b[off:off+n]) {
-			return fmt.Errorf("read back: %s differs from the image written in [%d, +%d)", path, off, n)
-		}
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, io.NewSectionReader(dev, 0, im.Size), buf); err != nil {
+		return fmt.Errorf("read back: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
+		return fmt.Errorf("read back: the first %d bytes of %s hash to %s, the image to %s", im.Size, path, got, im.SHA256)
 	}
 	f.say("wrote %s (%s): %d bytes (%d compressed), SHA-256 %s, read back", im.Label, path, im.Size, im.Stored, im.SHA256)
 	return nil

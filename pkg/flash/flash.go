@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"os"
@@ -136,39 +137,69 @@ func (m *Manifest) Image(label string) (Image, bool) {
 	return Image{}, false
 }
 
-// Decode decompresses stored, the file ImageName(im.Label), and returns
-// the raw image once its size and SHA-256 are the manifest's; never more
-// than im.Size bytes are decompressed.
-func (im Image) Decode(stored []byte) ([]byte, error) {
-	name := ImageName(im.Label)
+// NewReader returns a reader of the raw image decompressed from stored,
+// the file ImageName(im.Label). It yields at most im.Size bytes, and at
+// its end, instead of io.EOF, an error wrapping ErrBadImage unless the
+// image had the manifest's size and SHA-256: a caller that must not use
+// a bad image reads it through once (Verify) before using it.
+func (im Image) NewReader(stored []byte) (io.ReadCloser, error) {
 	if int64(len(stored)) != im.Stored {
-		return nil, fmt.Errorf("%w: %s: %d bytes, the manifest says %d", ErrBadImage, name, len(stored), im.Stored)
+		return nil, fmt.Errorf("%w: %s: %d bytes, the manifest says %d", ErrBadImage, ImageName(im.Label), len(stored), im.Stored)
 	}
 	d, err := zstd.NewReader(bytes.NewReader(stored), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 	if err != nil {
 		return nil, err
 	}
-	defer d.Close()
-	b, err := io.ReadAll(io.LimitReader(d, im.Size+1))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrBadImage, name, err)
-	}
-	if int64(len(b)) != im.Size {
-		return nil, fmt.Errorf("%w: %s holds %s bytes, the manifest says %d", ErrBadImage, name, atMost(len(b), im.Size), im.Size)
-	}
-	h := sha256.Sum256(b)
-	if got := hex.EncodeToString(h[:]); got != im.SHA256 {
-		return nil, fmt.Errorf("%w: %s: the image hashes to %s, the manifest says %s", ErrBadImage, name, got, im.SHA256)
-	}
-	return b, nil
+	return &checked{im: im, d: d, h: sha256.New()}, nil
 }
 
-// atMost says how many bytes were decompressed: n, or more than max.
-func atMost(n int, max int64) string {
-	if int64(n) > max {
-		return fmt.Sprintf("more than %d", max)
+// Verify reads the image stored holds through and checks it (NewReader).
+func (im Image) Verify(stored []byte) error {
+	r, err := im.NewReader(stored)
+	if err != nil {
+		return err
 	}
-	return fmt.Sprint(n)
+	defer r.Close()
+	_, err = io.Copy(io.Discard, r)
+	return err
+}
+
+// checked is NewReader's reader.
+type checked struct {
+	im Image
+	d  *zstd.Decoder
+	h  hash.Hash
+	n  int64
+}
+
+func (c *checked) Read(p []byte) (int, error) {
+	name := ImageName(c.im.Label)
+	if rest := c.im.Size - c.n; int64(len(p)) > rest {
+		// One byte past the size tells a longer image from a whole one.
+		p = p[:rest+1]
+	}
+	n, err := c.d.Read(p)
+	c.n += int64(n)
+	if c.n > c.im.Size {
+		return 0, fmt.Errorf("%w: %s holds more than the %d bytes the manifest says", ErrBadImage, name, c.im.Size)
+	}
+	c.h.Write(p[:n])
+	switch {
+	case err == io.EOF && c.n != c.im.Size:
+		return n, fmt.Errorf("%w: %s holds %d bytes, the manifest says %d", ErrBadImage, name, c.n, c.im.Size)
+	case err == io.EOF:
+		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.im.SHA256 {
+			return n, fmt.Errorf("%w: %s: the image hashes to %s, the manifest says %s", ErrBadImage, name, got, c.im.SHA256)
+		}
+	case err != nil:
+		return n, fmt.Errorf("%w: %s: %v", ErrBadImage, name, err)
+	}
+	return n, err
+}
+
+func (c *checked) Close() error {
+	c.d.Close()
+	return nil
 }
 
 // Write copies the images (partition label to host file) into dir, a

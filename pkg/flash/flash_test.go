@@ -3,6 +3,7 @@ package flash
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,26 +39,39 @@ func TestWriteParseCheck(t *testing.T) {
 	if int64(len(stored)) != im.Stored || im.Stored >= im.Size/10 {
 		t.Errorf("stored %d bytes (manifest: %d) for a %d-byte image of a repeated pattern: not compressed", len(stored), im.Stored, im.Size)
 	}
-	if got, err := im.Decode(stored); err != nil || !bytes.Equal(got, img) {
-		t.Errorf("Decode(the stored image) = %d bytes, %v; want the image", len(got), err)
+	r, err := im.NewReader(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, img) {
+		t.Errorf("NewReader(the stored image) read %d bytes, %v; want the image", len(got), err)
+	}
+	r.Close()
+	if err := im.Verify(stored); err != nil {
+		t.Errorf("Verify(the stored image) = %v", err)
 	}
 	other := im
 	other.SHA256 = strings.Repeat("0", 64)
-	if _, err := other.Decode(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "flash/esp.img.zst: the image hashes to") {
-		t.Errorf("Decode(another hash) = %v, want ErrBadImage naming the hash", err)
+	if err := other.Verify(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "flash/esp.img.zst: the image hashes to") {
+		t.Errorf("Verify(another hash) = %v, want ErrBadImage naming the hash", err)
 	}
 	other = im
 	other.Size--
-	if _, err := other.Decode(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "holds more than 11999 bytes, the manifest says 11999") {
-		t.Errorf("Decode(a shorter size) = %v, want ErrBadImage naming the sizes", err)
+	if err := other.Verify(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "holds more than the 11999 bytes the manifest says") {
+		t.Errorf("Verify(a smaller size) = %v, want ErrBadImage naming the size", err)
 	}
-	if _, err := im.Decode(stored[:len(stored)-1]); !errors.Is(err, ErrBadImage) {
-		t.Errorf("Decode(a truncated file) = %v, want ErrBadImage", err)
+	other = im
+	other.Size++
+	if err := other.Verify(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "holds 12000 bytes, the manifest says 12001") {
+		t.Errorf("Verify(a larger size) = %v, want ErrBadImage naming the sizes", err)
+	}
+	if err := im.Verify(stored[:len(stored)-1]); !errors.Is(err, ErrBadImage) {
+		t.Errorf("Verify(a truncated file) = %v, want ErrBadImage", err)
 	}
 	bad := bytes.Clone(stored)
 	bad[len(bad)/2] ^= 0xff
-	if _, err := im.Decode(bad); !errors.Is(err, ErrBadImage) {
-		t.Errorf("Decode(a flipped byte) = %v, want ErrBadImage", err)
+	if err := im.Verify(bad); !errors.Is(err, ErrBadImage) {
+		t.Errorf("Verify(a flipped byte) = %v, want ErrBadImage", err)
 	}
 	if _, ok := m.Image("boot"); ok {
 		t.Error(`Image("boot") found an image the manifest does not list`)
