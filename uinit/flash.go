@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -297,7 +295,8 @@ func (f *flow) writeFlashImages(ctx context.Context, fetch release.Fetcher, l *b
 
 // writeFlashImage fetches one image and checks it against the manifest,
 // then writes it from the partition's first byte, decompressing it again
-// as it goes (so that a large image never sits in RAM), and reads it back.
+// as it goes (so that a large image never sits in RAM), and reads it
+// back.
 func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im flash.Image) error {
 	stored, err := fetch.Fetch(ctx, flash.ImageName(im.Label), im.Stored)
 	if err != nil {
@@ -318,7 +317,7 @@ func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im fl
 	if im.Size > dev.Size() {
 		return fmt.Errorf("image of %d bytes, the partition has %d", im.Size, dev.Size())
 	}
-	r, err := im.NewReader(stored)
+	r, err := im.Decompress(stored)
 	if err != nil {
 		return err
 	}
@@ -330,12 +329,25 @@ func (f *flow) writeFlashImage(ctx context.Context, fetch release.Fetcher, im fl
 	if err := dev.Flush(); err != nil {
 		return err
 	}
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, io.NewSectionReader(dev, 0, im.Size), buf); err != nil {
-		return fmt.Errorf("read back: %w", err)
+	// Read back against the image, decompressed once more: cheaper than
+	// hashing it again.
+	back, err := im.Decompress(stored)
+	if err != nil {
+		return err
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != im.SHA256 {
-		return fmt.Errorf("read back: the first %d bytes of %s hash to %s, the image to %s", im.Size, path, got, im.SHA256)
+	defer back.Close()
+	want := make([]byte, len(buf))
+	for off := int64(0); off < im.Size; off += int64(len(buf)) {
+		n := min(int64(len(buf)), im.Size-off)
+		if _, err := io.ReadFull(back, want[:n]); err != nil {
+			return err
+		}
+		if _, err := dev.ReadAt(buf[:n], off); err != nil {
+			return fmt.Errorf("read back: %w", err)
+		}
+		if !bytes.Equal(buf[:n], want[:n]) {
+			return fmt.Errorf("read back: %s differs from the image written in [%d, +%d)", path, off, n)
+		}
 	}
 	f.say("wrote %s (%s): %d bytes (%d compressed), SHA-256 %s, read back", im.Label, path, im.Size, im.Stored, im.SHA256)
 	return nil

@@ -45,6 +45,10 @@ const ManifestName = Dir + "/flash.json"
 // MaxManifestSize bounds the manifest a device reads.
 const MaxManifestSize = 64 << 10
 
+// maxWindow is the zstd window Write compresses with, and the largest a
+// device decompresses with: what a frame can make it allocate.
+const maxWindow = 8 << 20
+
 // ImageName is the path of partition label's compressed image.
 func ImageName(label string) string { return Dir + "/" + label + ".img.zst" }
 
@@ -137,25 +141,11 @@ func (m *Manifest) Image(label string) (Image, bool) {
 	return Image{}, false
 }
 
-// NewReader returns a reader of the raw image decompressed from stored,
-// the file ImageName(im.Label). It yields at most im.Size bytes, and at
-// its end, instead of io.EOF, an error wrapping ErrBadImage unless the
-// image had the manifest's size and SHA-256: a caller that must not use
-// a bad image reads it through once (Verify) before using it.
-func (im Image) NewReader(stored []byte) (io.ReadCloser, error) {
-	if int64(len(stored)) != im.Stored {
-		return nil, fmt.Errorf("%w: %s: %d bytes, the manifest says %d", ErrBadImage, ImageName(im.Label), len(stored), im.Stored)
-	}
-	d, err := zstd.NewReader(bytes.NewReader(stored), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-	if err != nil {
-		return nil, err
-	}
-	return &checked{im: im, d: d, h: sha256.New()}, nil
-}
-
-// Verify reads the image stored holds through and checks it (NewReader).
+// Verify decompresses stored, the file ImageName(im.Label), never past
+// im.Size bytes, and fails with an error wrapping ErrBadImage unless the
+// image has the manifest's size and SHA-256.
 func (im Image) Verify(stored []byte) error {
-	r, err := im.NewReader(stored)
+	r, err := im.open(stored, true)
 	if err != nil {
 		return err
 	}
@@ -164,11 +154,36 @@ func (im Image) Verify(stored []byte) error {
 	return err
 }
 
-// checked is NewReader's reader.
+// Decompress returns a reader of the image stored holds, for a caller
+// that verified it first (Verify) and streams it where it goes: it checks
+// the size, not the SHA-256, so that the bytes are hashed once.
+func (im Image) Decompress(stored []byte) (io.ReadCloser, error) {
+	return im.open(stored, false)
+}
+
+func (im Image) open(stored []byte, hashed bool) (*checked, error) {
+	if int64(len(stored)) != im.Stored {
+		return nil, fmt.Errorf("%w: %s: %d bytes, the manifest says %d", ErrBadImage, ImageName(im.Label), len(stored), im.Stored)
+	}
+	d, err := zstd.NewReader(bytes.NewReader(stored), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(maxWindow))
+	if err != nil {
+		return nil, err
+	}
+	c := &checked{im: im, d: d}
+	if hashed {
+		c.h = sha256.New()
+	}
+	return c, nil
+}
+
+// checked reads an image, and at its end returns, instead of io.EOF, an
+// error wrapping ErrBadImage unless the image has the manifest's size and,
+// when h is set, SHA-256.
 type checked struct {
 	im Image
 	d  *zstd.Decoder
-	h  hash.Hash
+	h  hash.Hash // nil: the size only
 	n  int64
 }
 
@@ -179,19 +194,22 @@ func (c *checked) Read(p []byte) (int, error) {
 		p = p[:rest+1]
 	}
 	n, err := c.d.Read(p)
-	c.n += int64(n)
-	if c.n > c.im.Size {
-		return 0, fmt.Errorf("%w: %s holds more than the %d bytes the manifest says", ErrBadImage, name, c.im.Size)
+	if over := c.n + int64(n) - c.im.Size; over > 0 {
+		n -= int(over)
+		err = fmt.Errorf("%w: %s holds more than the %d bytes the manifest says", ErrBadImage, name, c.im.Size)
 	}
-	c.h.Write(p[:n])
+	c.n += int64(n)
+	if c.h != nil {
+		c.h.Write(p[:n])
+	}
 	switch {
 	case err == io.EOF && c.n != c.im.Size:
 		return n, fmt.Errorf("%w: %s holds %d bytes, the manifest says %d", ErrBadImage, name, c.n, c.im.Size)
-	case err == io.EOF:
+	case err == io.EOF && c.h != nil:
 		if got := hex.EncodeToString(c.h.Sum(nil)); got != c.im.SHA256 {
 			return n, fmt.Errorf("%w: %s: the image hashes to %s, the manifest says %s", ErrBadImage, name, got, c.im.SHA256)
 		}
-	case err != nil:
+	case err != nil && err != io.EOF && !errors.Is(err, ErrBadImage):
 		return n, fmt.Errorf("%w: %s: %v", ErrBadImage, name, err)
 	}
 	return n, err
@@ -240,7 +258,7 @@ func copyImage(dst, src string) (Image, error) {
 		return Image{}, err
 	}
 	defer out.Close()
-	z, err := zstd.NewWriter(out)
+	z, err := zstd.NewWriter(out, zstd.WithWindowSize(maxWindow))
 	if err != nil {
 		return Image{}, err
 	}

@@ -39,17 +39,17 @@ func TestWriteParseCheck(t *testing.T) {
 	if int64(len(stored)) != im.Stored || im.Stored >= im.Size/10 {
 		t.Errorf("stored %d bytes (manifest: %d) for a %d-byte image of a repeated pattern: not compressed", len(stored), im.Stored, im.Size)
 	}
-	r, err := im.NewReader(stored)
+	if err := im.Verify(stored); err != nil {
+		t.Errorf("Verify(the stored image) = %v", err)
+	}
+	r, err := im.Decompress(stored)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, img) {
-		t.Errorf("NewReader(the stored image) read %d bytes, %v; want the image", len(got), err)
+		t.Errorf("Decompress(the stored image) read %d bytes, %v; want the image", len(got), err)
 	}
 	r.Close()
-	if err := im.Verify(stored); err != nil {
-		t.Errorf("Verify(the stored image) = %v", err)
-	}
 	other := im
 	other.SHA256 = strings.Repeat("0", 64)
 	if err := other.Verify(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "flash/esp.img.zst: the image hashes to") {
@@ -59,6 +59,11 @@ func TestWriteParseCheck(t *testing.T) {
 	other.Size--
 	if err := other.Verify(stored); !errors.Is(err, ErrBadImage) || !strings.Contains(err.Error(), "holds more than the 11999 bytes the manifest says") {
 		t.Errorf("Verify(a smaller size) = %v, want ErrBadImage naming the size", err)
+	}
+	if r, err := other.Decompress(stored); err != nil {
+		t.Error(err)
+	} else if n, err := io.Copy(io.Discard, r); n != 11999 || !errors.Is(err, ErrBadImage) {
+		t.Errorf("Decompress(a smaller size) read %d bytes, %v; want 11999 and ErrBadImage", n, err)
 	}
 	other = im
 	other.Size++
@@ -127,6 +132,53 @@ func FuzzParse(f *testing.F) {
 		}
 		if err := m.Validate(); err != nil {
 			t.Fatalf("Parse accepted an invalid manifest: %v", err)
+		}
+	})
+}
+
+// FuzzVerify: the stored image comes from a USB stick or the network.
+// Verify never decompresses past the size, and accepts only the image.
+func FuzzVerify(f *testing.F) {
+	img := bytes.Repeat([]byte("FAT!"), 3000)
+	src := filepath.Join(f.TempDir(), "esp.fat")
+	if err := os.WriteFile(src, img, 0o644); err != nil {
+		f.Fatal(err)
+	}
+	dir := f.TempDir()
+	if err := Write(dir, "b", map[string]string{"esp": src}); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ManifestName)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	m, err := Parse(b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	stored, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(ImageName("esp"))))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(stored)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, stored []byte) {
+		im := m.Images[0]
+		im.Stored = int64(len(stored))
+		err := im.Verify(stored)
+		if err != nil && !errors.Is(err, ErrBadImage) {
+			t.Fatalf("Verify = %v, want nil or ErrBadImage", err)
+		}
+		if err == nil {
+			r, err := im.Decompress(stored)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			got, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got, img) {
+				t.Fatalf("Verify accepted bytes that are not the image (%d bytes, %v)", len(got), err)
+			}
 		}
 	})
 }
