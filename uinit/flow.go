@@ -21,6 +21,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/dmcrypt"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/inplace"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/progress"
@@ -56,6 +57,12 @@ type System interface {
 	PowerOff() error
 	// Shell runs the rescue shell on the console until it exits.
 	Shell() error
+	// Disk returns the device node of the whole disk the kernel names
+	// name (vda), waiting for it to appear.
+	Disk(ctx context.Context, name string) (string, error)
+	// RereadPartitions makes the kernel read the partition table of the
+	// whole disk at path again (BLKRRPART).
+	RereadPartitions(path string) error
 }
 
 // Sources are where a release can come from.
@@ -72,7 +79,7 @@ type Sources interface {
 // LIFEBOAT-RESULT and its JSON.
 type Result struct {
 	OK      bool   `json:"ok"`
-	Mode    string `json:"mode,omitempty"`  // lifeboat.mode: update or wipe
+	Mode    string `json:"mode,omitempty"`  // lifeboat.mode: update, wipe or flash
 	Check   string `json:"check,omitempty"` // the check that failed: a release attack class, or the phase
 	Error   string `json:"error,omitempty"`
 	Board   string `json:"board"`
@@ -88,6 +95,9 @@ type Result struct {
 	ImageBytes int64 `json:"image_bytes"`
 	// Wiped are the partitions wipe mode cleared (wipe.go).
 	Wiped []Wiped `json:"wiped,omitempty"`
+	// Identity is the registration of the identity flash mode wrote
+	// (flash.go), for the fleet server.
+	Identity *identity.Registration `json:"identity,omitempty"`
 	// Phases are the seconds each phase took, in order.
 	Phases []Phase `json:"phases"`
 	// UptimeAtStart is the kernel's uptime when the flow began, in
@@ -152,6 +162,10 @@ type flow struct {
 	// recoveryFirst says the bootloader boots recovery first: the slot is
 	// being rewritten.
 	recoveryFirst bool
+
+	// productUUID is the file holding the DMI system UUID, a flash's
+	// device ID when the command line gives none (flash.go); "": none.
+	productUUID string
 }
 
 func (f *flow) say(format string, args ...any) {
@@ -211,6 +225,8 @@ func (f *flow) run(ctx context.Context, cmdline string) error {
 	switch {
 	case err == nil && p.mode == "wipe":
 		err = f.wipe(ctx)
+	case err == nil && p.mode == "flash":
+		slotName, verity, err = f.flash(ctx)
 	case err == nil:
 		slotName, verity, err = f.update(ctx)
 	}
@@ -351,12 +367,8 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		if err := f.keepIndex(string(target), im); err != nil {
 			f.say("keeping the index of %s %s: %v (the next update chunks the slot instead)", target, im.Class, err)
 		}
-		f.say("wrote %s %s into %s (%s):", res.Version, im.Class, target, im.Slot)
-		im.Stats.WriteSummary(f.console)
-		f.res.FetchedBytes += im.Stats.Fetched()
-		f.res.ImageBytes += im.Stats.Bytes
-		if im.Verity != nil && im.Class == rootClass(l) {
-			verity = fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
+		if v := f.written(res.Version, target, im); v != "" {
+			verity = v
 		}
 	}
 	f.phase("install")
@@ -373,6 +385,20 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	f.say("bootloader: %s is next, with %d tries", target, slot.DefaultTries)
 	f.phase("switch")
 	return string(target), verity, nil
+}
+
+// written reports image im of release version, written into slot s, on
+// the console and in the result, and returns the slot's dm-verity
+// argument when im is the root class's image with a verity tree.
+func (f *flow) written(version string, s slot.Name, im install.ImageResult) string {
+	f.say("wrote %s %s into %s (%s):", version, im.Class, s, im.Slot)
+	im.Stats.WriteSummary(f.console)
+	f.res.FetchedBytes += im.Stats.Fetched()
+	f.res.ImageBytes += im.Stats.Bytes
+	if im.Verity == nil || im.Class != rootClass(f.layout) {
+		return ""
+	}
+	return fmt.Sprintf("%d:%s", im.Verity.HashOffset, im.Verity.RootHash)
 }
 
 func (f *flow) dataFS() durable.FS { return durable.OS(f.data) }

@@ -39,6 +39,7 @@ const (
 // dm.Fake, and the calls that leave Linux are recorded.
 type fakeSys struct {
 	parts  map[string]string // PARTLABEL -> file
+	disks  map[string]string // kernel name of a whole disk -> file (flash_test.go)
 	mounts map[string]string // device -> directory
 	tpm    tpm.Sealer        // nil: the machine has no TPM
 	dm     *dm.Fake

@@ -52,6 +52,36 @@ func (l linux) Partition(ctx context.Context, label string) (string, error) {
 	}
 }
 
+// Disk waits for /sys/block/<name> and returns the disk's device node.
+func (l linux) Disk(ctx context.Context, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.wait)
+	defer cancel()
+	dir := filepath.Join("/sys/block", name)
+	for {
+		_, err := os.Stat(dir)
+		if err == nil {
+			node := blockdev.SysDevNode("/", dir, name)
+			if _, err = os.Stat(node); err == nil {
+				return node, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("disk %s not found within %s: %w", name, l.wait, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (linux) RereadPartitions(path string) error {
+	d, err := blockdev.Open(path, os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.RereadPartitions()
+}
+
 func (l linux) Mount(dev, fstype string, readOnly bool) (string, error) {
 	dir := filepath.Join(l.mountRoot, filepath.Base(dev))
 	if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -35,6 +35,8 @@ func main() {
 		console: os.Stdout,
 		now:     time.Now,
 		stats:   procStats,
+
+		productUUID: DefaultProductUUID,
 	}
 	if err := f.run(context.Background(), string(cmdline)); err != nil {
 		fmt.Fprintf(os.Stderr, "lifeboat: %v\n", err)

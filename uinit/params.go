@@ -10,20 +10,23 @@ import (
 
 // params are the recovery entry's kernel command line (README.md).
 type params struct {
-	mode   string // update, wipe, shell
+	mode   string // update, wipe, flash, shell
 	source string // auto, net, usb
 	repo   string // repository URL, or "" for DHCP's offer or the board's
 	layout string
 	after  string // kexec, reboot, poweroff
 	onfail string // shell, poweroff, reboot
 	wipe   string // wipe mode: the PARTLABELs to wipe, comma-separated
+	force  bool   // flash mode: overwrite a disk that is not blank
+	device string // flash mode: the device ID, or "" for the DMI UUID or a random one
 }
 
 var choices = map[string][]string{
-	"mode":   {"update", "wipe", "shell"},
+	"mode":   {"update", "wipe", "flash", "shell"},
 	"source": {"auto", "net", "usb"},
 	"after":  {"kexec", "reboot", "poweroff"},
 	"onfail": {"shell", "poweroff", "reboot"},
+	"force":  {"0", "1"},
 }
 
 // parseParams reads the lifeboat.* parameters of a kernel command line.
@@ -55,6 +58,10 @@ func parseParams(cmdline string) (params, error) {
 			p.onfail = v
 		case "wipe":
 			p.wipe = v
+		case "force":
+			p.force = v == "1"
+		case "device":
+			p.device = v
 		}
 	}
 	return p, nil

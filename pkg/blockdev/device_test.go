@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -185,6 +186,9 @@ func TestFileRegular(t *testing.T) {
 	}
 	if err := f.SecureDiscard(0, 512); !errors.Is(err, ErrNotSupported) {
 		t.Errorf("SecureDiscard(file) = %v, want ErrNotSupported", err)
+	}
+	if err := f.RereadPartitions(); err == nil || !strings.Contains(err.Error(), "BLKRRPART "+path+": not a block device") {
+		t.Errorf("RereadPartitions(file) = %v, want an error naming BLKRRPART and the file", err)
 	}
 	z, err := Zero(context.Background(), f, 3<<20+5, 1<<20-5)
 	if err != nil || z.Device+z.Written != 1<<20-5 {

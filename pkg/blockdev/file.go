@@ -162,6 +162,17 @@ func (d *File) Flush() error {
 	return nil
 }
 
+// RereadPartitions makes the kernel read the partition table of d, a
+// whole disk, again (BLKRRPART), as after writing a GPT: the partitions'
+// device nodes then follow the new table. A regular file has no
+// partitions for the kernel to read.
+func (d *File) RereadPartitions() error {
+	if !d.block {
+		return fmt.Errorf("BLKRRPART %s: not a block device", d.Name())
+	}
+	return blkRRPart(d.f.Fd(), d.Name())
+}
+
 // Close closes the device.
 func (d *File) Close() error {
 	if err := d.f.Close(); err != nil && !errors.Is(err, os.ErrClosed) {

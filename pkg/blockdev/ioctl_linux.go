@@ -60,6 +60,17 @@ func blkFlushBuf(fd uintptr, name string) error {
 	return nil
 }
 
+// blkRRPart makes the kernel read the partition table of the whole disk
+// fd again (BLKRRPART). It fails with EBUSY while a partition of the disk
+// is open or mounted.
+func blkRRPart(fd uintptr, name string) error {
+	_, _, e := unix.Syscall(unix.SYS_IOCTL, fd, unix.BLKRRPART, 0)
+	if e != 0 {
+		return fmt.Errorf("BLKRRPART %s: %w", name, e)
+	}
+	return nil
+}
+
 // fallocate calls fallocate(2) on the regular file fd.
 func fallocate(fd uintptr, mode uint32, call, name string, off, n int64) error {
 	if err := unix.Fallocate(int(fd), mode, off, n); err != nil {

@@ -40,6 +40,10 @@ type Board struct {
 	// Console is the kernel's console= argument: ttyS0,115200.
 	Console    string     `json:"console"`
 	Bootloader Bootloader `json:"bootloader"`
+	// Disk is the kernel's name of the whole disk the layouts are on
+	// (vda, mmcblk0, nvme0n1): the disk a manufacturing flash partitions.
+	// Empty for a board that is not flashed by the recovery ramdisk.
+	Disk string `json:"disk,omitempty"`
 	// ResetTrigger says how a user asks for a factory reset at power-on
 	// (for example "console-key:r"); empty for none.
 	ResetTrigger string `json:"reset_trigger,omitempty"`
@@ -158,6 +162,7 @@ func Parse(b []byte) (*Board, error) {
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	diskRE   = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
 	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
@@ -178,6 +183,8 @@ func (b *Board) Validate() error {
 		return invalid("kernel: sha256 %q is not 64 lower-case hex digits", b.Kernel.SHA256)
 	case b.Console == "":
 		return invalid("no console")
+	case b.Disk != "" && !diskRE.MatchString(b.Disk):
+		return invalid("disk %q: want a kernel block device name such as vda or mmcblk0 (lower-case letters and digits, no /dev/)", b.Disk)
 	case b.RamdiskBudget <= 0:
 		return invalid("ramdisk_budget %d: want a positive byte count", b.RamdiskBudget)
 	case len(b.Layouts) == 0:

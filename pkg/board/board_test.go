@@ -106,6 +106,7 @@ func TestParseRejects(t *testing.T) {
 		{"label twice", `"label": "rootfs-b"`, `"label": "rootfs-a"`, "unique label"},
 		{"too big", `"disk_size": "320M"`, `"disk_size": "200M"`, "does not fit"},
 		{"two rest", `"size": "96M"}`, `"size": "rest"}`, "Rest"},
+		{"disk path", `"disk": "vda"`, `"disk": "/dev/vda"`, "disk \"/dev/vda\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := strings.Replace(string(good), tc.old, tc.new, 1)

@@ -54,6 +54,9 @@ type ImageResult struct {
 	// Verity is the image's signed dm-verity description, if it has one:
 	// what the boot entry needs to open the slot.
 	Verity *release.Verity `json:"verity,omitempty"`
+	// Image is the image as its signed release describes it: its size
+	// and SHA-256 cover the slot's bytes from the first.
+	Image release.Image `json:"-"`
 	// Index is the image's verified index: kept beside the slot
 	// (SlotIndexName), it lets the next install use the slot as a seed
 	// without chunking it again.
@@ -95,11 +98,11 @@ func Install(ctx context.Context, c *release.Client, slots map[string]string, op
 	}
 	res := &Result{Board: plan.Board, Version: plan.Version}
 	for _, im := range plan.Images {
-		st, err := writeImage(ctx, im, slots[im.Class], opt)
+		st, err := WriteImage(ctx, im, slots[im.Class], opt)
 		if err != nil {
 			return res, fmt.Errorf("install %s %s into %s: %w", plan.Version, im.Class, slots[im.Class], err)
 		}
-		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st, Verity: im.Verity, Index: im.Index})
+		res.Images = append(res.Images, ImageResult{Class: im.Class, Slot: slots[im.Class], Stats: st, Verity: im.Verity, Image: im.Image, Index: im.Index})
 	}
 	if err := c.Installed(plan.Version); err != nil {
 		return res, err
@@ -107,7 +110,12 @@ func Install(ctx context.Context, c *release.Client, slots map[string]string, op
 	return res, nil
 }
 
-func writeImage(ctx context.Context, im release.PlannedImage, path string, opt Options) (*assemble.Stats, error) {
+// WriteImage writes one image of a verified plan into the slot at path,
+// every chunk verified before it is written, then verifies the whole slot
+// against the signed SHA-256. Install calls it for each image; a caller
+// that writes the same image into a second place (a manufacturing flash's
+// factory partition, seeded by the slot just written) calls it alone.
+func WriteImage(ctx context.Context, im release.PlannedImage, path string, opt Options) (*assemble.Stats, error) {
 	target, err := assemble.OpenTarget(path, im.Size)
 	if err != nil {
 		return nil, err

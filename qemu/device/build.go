@@ -651,3 +651,66 @@ func (d *Disk) PutRecovery(ctx context.Context, kernel, ramdisk string) error {
 	}
 	return nil
 }
+
+// BootPartition builds, into the new file out, the partition of s's
+// layout that holds the bootloader environment (the ESP of a GRUB board,
+// the boot partition of a U-Boot board) as Build puts it on a disk: the
+// bootloader files, s.Env, and the recovery kernel and ramdisk. It
+// returns the partition's label. This is the image a manufacturing flash
+// writes (package flash); s.Out, the slots and the data partition are not
+// used.
+func BootPartition(ctx context.Context, s Spec, out string) (string, error) {
+	s.Out = out
+	if err := s.Validate(); err != nil {
+		return "", err
+	}
+	l, _ := s.Board.Layout(s.Layout)
+	label := s.Board.Bootloader.EnvPartition
+	p, _ := l.Partition(label) // Validate checked it is in the layout
+	size, err := partitionSize(l, label)
+	if err != nil {
+		return "", err
+	}
+	// Beside out, so that the image is renamed into place.
+	tmp, err := os.MkdirTemp(filepath.Dir(out), ".lifeboat-bootpart-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	var img string
+	if s.uboot() {
+		img, err = s.bootPartition(ctx, tmp, p, size)
+	} else {
+		img, err = s.esp(ctx, tmp, p, size)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s partition %s: %w", s.Board.Name, label, err)
+	}
+	if err := os.Rename(img, out); err != nil {
+		return "", err
+	}
+	return label, nil
+}
+
+// partitionSize is the size of partition label when l is laid out on a
+// disk of its disk_size.
+func partitionSize(l *board.Layout, label string) (int64, error) {
+	size, err := board.ParseSize(l.DiskSize)
+	if err != nil {
+		return 0, err
+	}
+	gpt, err := l.GPT()
+	if err != nil {
+		return 0, err
+	}
+	t, err := gpt.Plan(size)
+	if err != nil {
+		return 0, err
+	}
+	tp, err := t.Find(blockdev.Match{Label: label})
+	if err != nil {
+		return 0, err
+	}
+	_, n := t.Extent(tp)
+	return n, nil
+}
