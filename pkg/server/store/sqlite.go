@@ -168,7 +168,11 @@ func (s *SQLite) Device(ctx context.Context, id string) (Device, error) {
 		}
 		d.Attributes[k] = v
 	}
-	return d, rows.Err()
+	if err := rows.Err(); err != nil {
+		return Device{}, err
+	}
+	d.Tags, err = strs(ctx, s.db, `SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag`, id)
+	return d, err
 }
 
 // DeviceByToken implements Devices.
@@ -251,14 +255,27 @@ func (s *SQLite) Seen(ctx context.Context, id string, at time.Time) error {
 	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2 WHERE id = $1`, at.UnixNano())
 }
 
-// ReportStatus implements Reports.
+// ReportStatus implements Reports. The report goes to the device's
+// timeline too, and moves the device in its rollout, in the same
+// transaction.
 func (s *SQLite) ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
-		at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b))
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
+			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
+			return fmt.Errorf("device %s report: %w", id, err)
+		}
+		if err := reportToRollout(ctx, tx, id, st, at); err != nil {
+			return fmt.Errorf("device %s rollout: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // ReportInventory implements Reports.

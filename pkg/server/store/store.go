@@ -1,5 +1,6 @@
 // Package store is the fleet server's storage: devices and their
-// attributes, operator tokens and the audit log, behind one interface.
+// attributes, tags and groups, their status reports, releases and
+// rollouts, operator tokens and the audit log, behind one interface.
 //
 // SQLite (pure Go, modernc.org/sqlite) is the implementation today. The SQL
 // is written to run on PostgreSQL too ($N placeholders, which the SQLite
@@ -48,6 +49,9 @@ type Device struct {
 	// Attributes is the last inventory. Device fills it; ListDevices
 	// leaves it nil.
 	Attributes map[string]string
+	// Tags are the operators' labels, sorted. Device fills them;
+	// ListDevices leaves them nil.
+	Tags []string
 }
 
 // Role is what an operator may do; each role may do what the ones below it
@@ -56,9 +60,9 @@ type Role string
 
 // The roles, lowest first.
 const (
-	Viewer   Role = "viewer"   // read devices
-	Operator Role = "operator" // register and revoke devices
-	Admin    Role = "admin"    // read the audit log
+	Viewer   Role = "viewer"   // read devices, groups, releases, rollouts
+	Operator Role = "operator" // register, revoke and tag devices; groups, releases, rollouts
+	Admin    Role = "admin"    // read the audit log, delete releases
 )
 
 // Rank orders roles: a higher rank may do all a lower one may. An unknown
@@ -152,5 +156,6 @@ type Store interface {
 	Reports
 	Operators
 	Audit
+	Fleet
 	Close() error
 }
