@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
@@ -45,6 +46,8 @@ type Server struct {
 	interval time.Duration
 	jitter   time.Duration
 	mux      *http.ServeMux
+	repos    *repository.Repositories
+	repoURL  string
 }
 
 // Option sets an optional setting of New.
@@ -64,6 +67,14 @@ func WithPollInterval(interval, jitter time.Duration) Option {
 	return func(s *Server) { s.interval, s.jitter = interval, jitter }
 }
 
+// WithRepositories keeps releases in repos, serves them at /repo/, and
+// tells devices to read them at repoURL/NAME/ (a CDN or static server
+// holding a copy of /repo/), or at this server's /repo/NAME/ when repoURL
+// is "".
+func WithRepositories(repos *repository.Repositories, repoURL string) Option {
+	return func(s *Server) { s.repos, s.repoURL = repos, strings.TrimSuffix(repoURL, "/") }
+}
+
 // New returns the API over st.
 func New(st store.Store, opts ...Option) *Server {
 	s := &Server{
@@ -81,10 +92,28 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("GET /api/v1/devices", s.operator(store.Viewer, "list devices", s.listDevices))
 	s.mux.Handle("GET /api/v1/devices/{id}", s.operator(store.Viewer, "read devices", s.getDevice))
 	s.mux.Handle("POST /api/v1/devices/{id}/revoke", s.operator(store.Operator, "revoke devices", s.revokeDevice))
+	s.mux.Handle("PUT /api/v1/devices/{id}/tags", s.operator(store.Operator, "tag devices", s.setTags))
+	s.mux.Handle("GET /api/v1/devices/{id}/timeline", s.operator(store.Viewer, "read devices", s.timeline))
+	s.mux.Handle("POST /api/v1/groups", s.operator(store.Operator, "create groups", s.createGroup))
+	s.mux.Handle("GET /api/v1/groups", s.operator(store.Viewer, "read groups", s.listGroups))
+	s.mux.Handle("DELETE /api/v1/groups/{name}", s.operator(store.Operator, "delete groups", s.deleteGroup))
+	s.mux.Handle("POST /api/v1/releases", s.operator(store.Operator, "publish releases", s.publish))
+	s.mux.Handle("GET /api/v1/releases", s.operator(store.Viewer, "read releases", s.listReleases))
+	s.mux.Handle("DELETE /api/v1/releases/{board}/{version}", s.operator(store.Admin, "delete releases", s.deleteRelease))
+	s.mux.Handle("POST /api/v1/rollouts", s.operator(store.Operator, "start rollouts", s.createRollout))
+	s.mux.Handle("GET /api/v1/rollouts", s.operator(store.Viewer, "read rollouts", s.listRollouts))
+	s.mux.Handle("GET /api/v1/rollouts/{id}", s.operator(store.Viewer, "read rollouts", s.getRollout))
+	s.mux.Handle("POST /api/v1/rollouts/{id}/pause", s.operator(store.Operator, "pause rollouts", s.rolloutAction("pause", store.Paused)))
+	s.mux.Handle("POST /api/v1/rollouts/{id}/resume", s.operator(store.Operator, "resume rollouts", s.rolloutAction("resume", store.Running)))
+	s.mux.Handle("POST /api/v1/rollouts/{id}/cancel", s.operator(store.Operator, "cancel rollouts", s.rolloutAction("cancel", store.Cancelled)))
 	s.mux.Handle("GET /api/v1/audit", s.operator(store.Admin, "read the audit log", s.audit))
 	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
 	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
+	if s.repos != nil {
+		// Static files, for devices and CDNs: plain-text errors.
+		s.mux.Handle("GET /repo/", http.StripPrefix("/repo", s.repos.Handler()))
+	}
 	return s
 }
 
@@ -154,8 +183,10 @@ func storeError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return &refusal{http.StatusNotFound, api.CodeNotFound, err.Error()}
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked):
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrState):
 		return &refusal{http.StatusConflict, api.CodeConflict, err.Error()}
+	case errors.Is(err, store.ErrBadFilter), errors.Is(err, store.ErrNoDevices), errors.Is(err, repository.ErrRefused), errors.Is(err, api.ErrInvalid):
+		return &refusal{http.StatusBadRequest, api.CodeBadRequest, err.Error()}
 	}
 	return err
 }

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store"
+)
+
+// noRepositories refuses release requests on a server started without
+// release storage.
+func (s *Server) noRepositories() error {
+	if s.repos == nil {
+		return errorf(http.StatusConflict, api.CodeConflict, "this server keeps no releases: start it with --root (the trusted root.json) and --data")
+	}
+	return nil
+}
+
+func releaseView(r store.Release) api.ReleaseInfo {
+	return api.ReleaseInfo{Board: r.Board, Version: r.Version, Repository: r.Repository, Created: r.Created}
+}
+
+// publish: POST /api/v1/releases, an api.Publish: the repository at a
+// path on the server is verified and copied in, and its releases
+// registered.
+func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
+	if err := s.noRepositories(); err != nil {
+		return err
+	}
+	var p api.Publish
+	if err := decode(w, r, &p); err != nil {
+		return err
+	}
+	var added []store.Release
+	err := s.repos.Import(r.Context(), p.Repository, p.Path, func(rels []store.Release) error {
+		added = rels
+		ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "release.publish", Target: p.Repository, Detail: detail(p)}
+		return s.store.AddReleases(r.Context(), rels, ev)
+	})
+	if err != nil {
+		return storeError(err)
+	}
+	list := api.ReleaseList{Releases: []api.ReleaseInfo{}}
+	for _, rel := range added {
+		list.Releases = append(list.Releases, releaseView(rel))
+	}
+	writeJSON(w, http.StatusCreated, list)
+	return nil
+}
+
+// listReleases: GET /api/v1/releases.
+func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
+	if _, err := query(r); err != nil {
+		return err
+	}
+	rels, err := s.store.Releases(r.Context())
+	if err != nil {
+		return err
+	}
+	list := api.ReleaseList{Releases: []api.ReleaseInfo{}}
+	for _, rel := range rels {
+		list.Releases = append(list.Releases, releaseView(rel))
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+// deleteRelease: DELETE /api/v1/releases/{board}/{version}. The release
+// is unregistered, then the chunks and indexes no remaining release uses
+// are removed; the answer says how many and how much.
+func (s *Server) deleteRelease(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
+	if err := s.noRepositories(); err != nil {
+		return err
+	}
+	if _, err := query(r); err != nil {
+		return err
+	}
+	board, version := r.PathValue("board"), r.PathValue("version")
+	if err := api.CheckRelease(board, version); err != nil {
+		return badRequest(err)
+	}
+	ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "release.delete", Target: board + "/" + version}
+	if err := s.store.DeleteRelease(r.Context(), board, version, ev); err != nil {
+		return storeError(err)
+	}
+	st, err := s.repos.Collect(r.Context(), s.store.Releases)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
