@@ -62,6 +62,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"serve", "--db=" + db, "extra"}, "no arguments"},
 		{[]string{"--db=" + db, "--poll-interval=0s"}, "--poll-interval"},
 		{[]string{"--db=" + db, "--poll-interval=23h", "--poll-jitter=2h"}, "within 24h"},
+		{[]string{"--db=" + db, "--root=r.json", "--repo-url=ftp://cdn/x"}, "--repo-url=ftp://cdn/x: want an http or https URL"},
+		{[]string{"--db=" + db, "--root=r.json", "--repo-url=https://cdn/x?a=b"}, "with no query"},
+		{[]string{"--db=" + db, "--repo-url=https://cdn/x"}, "--repo-url needs --root"},
 		{[]string{"--bogus"}, "bogus"},
 		{nil, "commands:"},
 	} {
