@@ -157,6 +157,23 @@ func (r *Repositories) Import(ctx context.Context, name, src string, register fu
 	if err := checkNewer(src, dst); err != nil {
 		return err
 	}
+	_, statErr := os.Stat(dst)
+	var copied []chunk.ID
+	err = r.importFrom(ctx, name, src, dst, targets, srcChunks, &copied, register)
+	if err != nil {
+		// Take back what this import added: chunks no release uses, and
+		// a repository directory that was not there.
+		for _, id := range copied {
+			os.Remove(r.chunks.Path(id))
+		}
+		if errors.Is(statErr, fs.ErrNotExist) {
+			os.RemoveAll(dst)
+		}
+	}
+	return err
+}
+
+func (r *Repositories) importFrom(ctx context.Context, name, src, dst string, targets *release.Targets, srcChunks *chunks.Local, copied *[]chunk.ID, register func([]store.Release) error) error {
 	var rels []store.Release
 	indexes := map[string][]byte{}
 	for _, rel := range targets.Releases {
@@ -167,8 +184,12 @@ func (r *Repositories) Import(ctx context.Context, name, src string, register fu
 				return fmt.Errorf("release %s %s: %w", rel.Board, rel.Version, err)
 			}
 			for _, e := range idx.Chunks {
-				if err := r.copyChunk(ctx, srcChunks, idx.Digest, e.ID); err != nil {
+				ok, err := r.copyChunk(ctx, srcChunks, idx.Digest, e.ID)
+				if err != nil {
 					return fmt.Errorf("release %s %s: %w", rel.Board, rel.Version, err)
+				}
+				if ok {
+					*copied = append(*copied, e.ID)
 				}
 			}
 			indexes[im.Index.Path] = b
@@ -221,22 +242,22 @@ func checkNewer(src, dst string) error {
 }
 
 // copyChunk copies chunk id from src, checked against its ID, unless the
-// storage has it.
-func (r *Repositories) copyChunk(ctx context.Context, src *chunks.Local, d chunk.Digest, id chunk.ID) error {
+// storage has it, and says whether it did.
+func (r *Repositories) copyChunk(ctx context.Context, src *chunks.Local, d chunk.Digest, id chunk.ID) (bool, error) {
 	if ok, err := r.chunks.Has(ctx, id); err != nil || ok {
-		return err
+		return false, err
 	}
 	b, err := src.Get(ctx, id)
 	if errors.Is(err, chunks.ErrNotFound) {
-		return refuse("chunk %s: not in the repository's store", id)
+		return false, refuse("chunk %s: not in the repository's store", id)
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if _, err := chunk.Decode(nil, d, id, b, chunk.SizeLimitMax); err != nil {
-		return refuse("chunk %s: %v", id, err)
+		return false, refuse("chunk %s: %v", id, err)
 	}
-	return r.chunks.Put(ctx, id, b)
+	return true, r.chunks.Put(ctx, id, b)
 }
 
 // copyMetadata copies the metadata files of src into dst, timestamp.json
