@@ -260,6 +260,20 @@ type Rollout struct {
 	Progress         []WaveProgress `json:"progress,omitempty"`
 }
 
+// RolloutDevice is a device in a rollout.
+type RolloutDevice struct {
+	DeviceID string `json:"device_id"`
+	// Wave is the device's wave, from 1.
+	Wave    int       `json:"wave"`
+	State   string    `json:"state"` // assigned, installing, succeeded or failed
+	Updated time.Time `json:"updated"`
+}
+
+// RolloutDevices is every device of a rollout, by wave then ID.
+type RolloutDevices struct {
+	Devices []RolloutDevice `json:"devices"`
+}
+
 // RolloutList is every rollout, newest first.
 type RolloutList struct {
 	Rollouts []Rollout `json:"rollouts"`

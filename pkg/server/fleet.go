@@ -229,6 +229,28 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ store.Oper
 	return nil
 }
 
+// rolloutDevices: GET /api/v1/rollouts/{id}/devices, each device's wave
+// and state.
+func (s *Server) rolloutDevices(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
+	id, err := pathRollout(r)
+	if err != nil {
+		return err
+	}
+	if _, err := query(r); err != nil {
+		return err
+	}
+	ds, err := s.store.RolloutDevices(r.Context(), id)
+	if err != nil {
+		return storeError(err)
+	}
+	out := api.RolloutDevices{Devices: []api.RolloutDevice{}}
+	for _, d := range ds {
+		out.Devices = append(out.Devices, api.RolloutDevice{DeviceID: d.DeviceID, Wave: d.Wave + 1, State: string(d.State), Updated: d.Updated})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
 // listRollouts: GET /api/v1/rollouts, newest first, without progress.
 func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
 	if _, err := query(r); err != nil {

@@ -103,6 +103,7 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("POST /api/v1/rollouts", s.operator(store.Operator, "start rollouts", s.createRollout))
 	s.mux.Handle("GET /api/v1/rollouts", s.operator(store.Viewer, "read rollouts", s.listRollouts))
 	s.mux.Handle("GET /api/v1/rollouts/{id}", s.operator(store.Viewer, "read rollouts", s.getRollout))
+	s.mux.Handle("GET /api/v1/rollouts/{id}/devices", s.operator(store.Viewer, "read rollouts", s.rolloutDevices))
 	s.mux.Handle("POST /api/v1/rollouts/{id}/pause", s.operator(store.Operator, "pause rollouts", s.rolloutAction("pause", store.Paused)))
 	s.mux.Handle("POST /api/v1/rollouts/{id}/resume", s.operator(store.Operator, "resume rollouts", s.rolloutAction("resume", store.Running)))
 	s.mux.Handle("POST /api/v1/rollouts/{id}/cancel", s.operator(store.Operator, "cancel rollouts", s.rolloutAction("cancel", store.Cancelled)))

@@ -103,6 +103,14 @@ type WaveProgress struct {
 	Assigned, Installing, Succeeded, Failed int
 }
 
+// RolloutDevice is a device in a rollout: its wave, from 0, and state.
+type RolloutDevice struct {
+	DeviceID string
+	Wave     int
+	State    DeviceState
+	Updated  time.Time
+}
+
 // Assignment is the release a device is to install.
 type Assignment struct {
 	RolloutID      int64
@@ -150,6 +158,8 @@ type Fleet interface {
 	CreateRollout(ctx context.Context, r Rollout, target filter.Expr, ev Event) (Rollout, error)
 	// Rollout returns a rollout and its waves' progress.
 	Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress, error)
+	// RolloutDevices returns a rollout's devices, by wave then ID.
+	RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice, error)
 	// Rollouts returns every rollout, newest first.
 	Rollouts(ctx context.Context) ([]Rollout, error)
 	// SetRolloutState pauses, resumes or cancels a rollout (to is Paused,

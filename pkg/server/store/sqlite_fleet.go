@@ -445,6 +445,37 @@ func (s *SQLite) Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress
 	return rolloutProgress(ctx, s.db, id)
 }
 
+// RolloutDevices implements Fleet.
+func (s *SQLite) RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM rollouts WHERE id = $1`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, wave, state, updated FROM rollout_devices WHERE rollout_id = $1 ORDER BY wave, device_id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %d devices: %w", id, err)
+	}
+	defer rows.Close()
+	var ds []RolloutDevice
+	for rows.Next() {
+		var (
+			d       RolloutDevice
+			state   string
+			updated sql.NullInt64
+		)
+		if err := rows.Scan(&d.DeviceID, &d.Wave, &state, &updated); err != nil {
+			return nil, err
+		}
+		d.State, d.Updated = DeviceState(state), fromNanos(updated)
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
+}
+
 // Rollouts implements Fleet.
 func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts ORDER BY id DESC`)
@@ -511,8 +542,9 @@ func (s *SQLite) Assignment(ctx context.Context, id string) (*Assignment, error)
 	return &a, nil
 }
 
-// reportToRollout moves device id in its active rollout by st, and
-// applies the rollout's policy.
+// reportToRollout moves device id in its newest rollout that runs, is
+// paused or completed (whose devices still have the release, and may
+// retry), by st, and applies the rollout's policy.
 func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) error {
 	var (
 		rid     int64
@@ -520,7 +552,8 @@ func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, 
 		state   string
 	)
 	err := tx.QueryRowContext(ctx, `SELECT r.id, r.version, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
-		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused')`, id).Scan(&rid, &version, &state)
+		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused', 'completed')
+		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &state)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}
