@@ -66,9 +66,11 @@ func (t *Tags) Validate() error {
 // Group is a named set of devices: a static list (Devices) or a filter
 // evaluated at each use (Filter), one of the two.
 type Group struct {
-	Name    string    `json:"name"`
-	Filter  string    `json:"filter,omitempty"`
-	Devices []string  `json:"devices,omitempty"`
+	Name   string `json:"name"`
+	Filter string `json:"filter,omitempty"`
+	// Devices is a static group's members; [] is an empty static group,
+	// null a filter group.
+	Devices []string  `json:"devices"`
 	Created time.Time `json:"created,omitzero"`
 }
 

@@ -152,7 +152,7 @@ type rolloutSnapshot struct {
 func (f *fixture) snapshot() snapshot {
 	f.t.Helper()
 	ctx := context.Background()
-	ds, err := f.st.ListDevices(ctx, "", 1000)
+	ds, err := f.st.SearchDevices(ctx, nil, t0, "", 1000)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -184,24 +184,6 @@ func (s *SQLite) DeviceByToken(ctx context.Context, tokenSHA256 string) (Device,
 	return d, err
 }
 
-// ListDevices implements Devices.
-func (s *SQLite) ListDevices(ctx context.Context, after string, limit int) ([]Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
-	}
-	defer rows.Close()
-	var ds []Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		ds = append(ds, d)
-	}
-	return ds, rows.Err()
-}
-
 // revoke sets revoked_at on the row of table whose column is key, telling
 // a missing row from one already revoked.
 func revoke(ctx context.Context, tx *sql.Tx, table, column, key string, at time.Time) error {

@@ -250,7 +250,7 @@ func TestDevices(t *testing.T) {
 	}
 }
 
-func TestListDevicesPages(t *testing.T) {
+func TestSearchDevicesPages(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
 	for i, id := range []string{"c", "a", "e", "b", "d"} {
@@ -261,7 +261,7 @@ func TestListDevicesPages(t *testing.T) {
 	var got []string
 	after := ""
 	for {
-		page, err := s.ListDevices(ctx, after, 2)
+		page, err := s.SearchDevices(ctx, nil, time.Time{}, after, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -46,11 +46,11 @@ type Device struct {
 	InstalledVersion string
 	// Status is the last status report, nil before the first.
 	Status *api.Status
-	// Attributes is the last inventory. Device fills it; ListDevices
+	// Attributes is the last inventory. Device fills it; SearchDevices
 	// leaves it nil.
 	Attributes map[string]string
 	// Tags are the operators' labels, sorted. Device fills them;
-	// ListDevices leaves them nil.
+	// SearchDevices leaves them nil.
 	Tags []string
 }
 
@@ -110,9 +110,6 @@ type Devices interface {
 	// DeviceByToken returns the device whose token has the SHA-256
 	// tokenSHA256 (revoked or not), or ErrNotFound.
 	DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error)
-	// ListDevices returns up to limit devices with IDs after after, in
-	// ID order.
-	ListDevices(ctx context.Context, after string, limit int) ([]Device, error)
 	// RevokeDevice revokes id's token at ev.At, recording ev:
 	// ErrNotFound, or ErrRevoked when it is already.
 	RevokeDevice(ctx context.Context, id string, ev Event) error
