@@ -3,13 +3,19 @@
 //
 // Two kinds of client call it, each with a bearer token of its own:
 //
-//   - operators (/api/v1/devices, /api/v1/audit), whose tokens carry a
-//     role: viewer < operator < admin. Every change they make is written to
-//     the audit log with the change itself.
-//   - devices (/api/v1/device/...), which poll for the release assigned to
-//     them and report their status and inventory. A device is known by its
-//     token alone: no path names a device, so no device can address
-//     another's data.
+//   - operators (/api/v1/devices, groups, releases, rollouts, audit),
+//     whose tokens carry a role: viewer < operator < admin. They search
+//     devices with pkg/server/filter's language, tag and group them,
+//     publish releases and run rollouts. Every change they make is written
+//     to the audit log with the change itself.
+//   - devices (/api/v1/device/...), which poll for the release their
+//     rollout's wave assigns them and report their status and inventory;
+//     a status report moves the device in its rollout, and the rollout's
+//     thresholds are applied on it. A device is known by its token alone:
+//     no path names a device, so no device can address another's data.
+//
+// With WithRepositories, the server also keeps the releases' repositories
+// (pkg/server/repository) and serves them to devices at /repo/.
 //
 // The server keeps only the SHA-256 of each token. Request bodies are JSON
 // (Content-Type application/json), at most api.MaxBodySize bytes, decoded
