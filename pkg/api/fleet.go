@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,11 +19,16 @@ const (
 	MaxPathLen      = 4096 // a repository's path on the server
 )
 
+// nameRE is a tag, group or repository name. It starts with a letter or
+// digit, so that no name is "." or "..": a repository's name is a
+// directory's.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
 // CheckName says what is wrong with a tag, group or repository name: 1 to
-// 64 letters, digits, '.', '_' or '-'.
+// 64 letters, digits, '.', '_' or '-', starting with a letter or digit.
 func CheckName(field, name string) error {
-	if !attrRE.MatchString(name) {
-		return invalid("%s %q: want 1 to %d letters, digits, '.', '_' or '-'", field, clip(name), MaxAttrNameLen)
+	if !nameRE.MatchString(name) {
+		return invalid("%s %q: want 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit", field, clip(name))
 	}
 	return nil
 }

@@ -355,6 +355,7 @@ func TestPublishRefusals(t *testing.T) {
 		{"relative path", publishBody("main", "repo"), f.op["operator"], 400, "want a clean absolute path"},
 		{"unclean path", publishBody("main", trusted.dir+"/../x"), f.op["operator"], 400, "want a clean absolute path"},
 		{"bad name", publishBody("a/b", trusted.dir), f.op["operator"], 400, `repository "a/b"`},
+		{"name ..", publishBody("..", trusted.dir), f.op["operator"], 400, `repository "..": want 1 to 64`},
 		{"viewer", publishBody("main", trusted.dir), f.op["viewer"], 403, "needs role operator"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
