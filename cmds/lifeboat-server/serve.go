@@ -66,16 +66,8 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 			*interval, *jitter, api.MaxPollInterval*time.Second)
 	}
 	log := slog.New(slog.NewTextHandler(std.Stderr, nil))
-	st, err := store.OpenSQLite(ctx, *db)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if *adminFile != "" {
-		if err := bootstrapAdmin(ctx, st, *adminFile, log); err != nil {
-			return err
-		}
-	}
+	// The trusted root first: a server that cannot keep releases stops
+	// before it touches the database.
 	opts := []server.Option{server.WithLogger(log), server.WithPollInterval(*interval, *jitter)}
 	if *rootFile != "" {
 		root, err := os.ReadFile(*rootFile)
@@ -87,6 +79,16 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 			return err
 		}
 		opts = append(opts, server.WithRepositories(repos, *repoURL))
+	}
+	st, err := store.OpenSQLite(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if *adminFile != "" {
+		if err := bootstrapAdmin(ctx, st, *adminFile, log); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
