@@ -8,7 +8,7 @@
 //
 //	lifeboat-server [serve] [--listen=127.0.0.1:8080] [--db=lifeboat.db]
 //	                [--admin-token-file=PATH] [--poll-interval=5m] [--poll-jitter=1m]
-//	                [--root=ROOT.json [--data=lifeboat-data] [--repo-url=URL]]
+//	                [--root=ROOT.json [--data=lifeboat-data] [--repo-url=URL] [--max-upload=BYTES]]
 //	lifeboat-server token create [--db=lifeboat.db] --role=viewer|operator|admin --name=NAME
 //	lifeboat-server token revoke [--db=lifeboat.db] --name=NAME
 //
@@ -21,7 +21,8 @@
 // server keeps releases in --data: repositories are verified against that
 // root when published, served at /repo/NAME/, and devices are told to
 // read them there, or under --repo-url (a CDN or static server holding a
-// copy of /repo/).
+// copy of /repo/). --max-upload bounds a repository uploaded as a tar
+// stream (16 GiB).
 //
 // token create issues an operator token and prints it: the database keeps
 // only its SHA-256, so this is the only time it is shown. token revoke

@@ -69,6 +69,7 @@ func TestUsage(t *testing.T) {
 		{[]string{"--db=" + db, "--root=r.json", "--repo-url=ftp://cdn/x"}, "--repo-url=ftp://cdn/x: want an http or https URL"},
 		{[]string{"--db=" + db, "--root=r.json", "--repo-url=https://cdn/x?a=b"}, "with no query"},
 		{[]string{"--db=" + db, "--repo-url=https://cdn/x"}, "--repo-url needs --root"},
+		{[]string{"--db=" + db, "--max-upload=0"}, "--max-upload=0: want 1 or more"},
 		{[]string{"--bogus"}, "bogus"},
 		{nil, "commands:"},
 	} {

@@ -24,7 +24,7 @@ import (
 
 var serveCommand = cli.Command{
 	Name:     "serve",
-	Usage:    "[--listen=ADDR] [--db=FILE] [--admin-token-file=PATH] [--poll-interval=D] [--poll-jitter=D] [--root=ROOT.json [--data=DIR] [--repo-url=URL]]",
+	Usage:    "[--listen=ADDR] [--db=FILE] [--admin-token-file=PATH] [--poll-interval=D] [--poll-jitter=D] [--root=ROOT.json [--data=DIR] [--repo-url=URL] [--max-upload=BYTES]]",
 	Synopsis: "serve the fleet API",
 	Run:      runServe,
 }
@@ -45,12 +45,16 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 	jitter := fs.Duration("poll-jitter", server.DefaultPollJitter, "window over which devices' poll intervals are spread")
 	rootFile := fs.String("root", "", "trusted root metadata (root.json) releases must verify against; without it the server keeps no releases")
 	data := fs.String("data", "lifeboat-data", "directory of the release storage (chunk store, metadata, indexes), with --root")
+	maxUpload := fs.Int64("max-upload", server.DefaultMaxUpload, "largest repository uploaded as a tar stream, in bytes")
 	repoURL := fs.String("repo-url", "", "URL devices read repositories under (a CDN or static server holding a copy of /repo/); default this server's /repo/")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return cli.Usagef("serve takes no arguments")
+	}
+	if *maxUpload < 1 {
+		return cli.Usagef("--max-upload=%d: want 1 or more", *maxUpload)
 	}
 	if *repoURL != "" {
 		u, err := url.Parse(*repoURL)
@@ -68,7 +72,7 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 	log := slog.New(slog.NewTextHandler(std.Stderr, nil))
 	// The trusted root first: a server that cannot keep releases stops
 	// before it touches the database.
-	opts := []server.Option{server.WithLogger(log), server.WithPollInterval(*interval, *jitter)}
+	opts := []server.Option{server.WithLogger(log), server.WithPollInterval(*interval, *jitter), server.WithMaxUpload(*maxUpload)}
 	if *rootFile != "" {
 		root, err := os.ReadFile(*rootFile)
 		if err != nil {

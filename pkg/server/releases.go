@@ -1,7 +1,10 @@
 package server
 
 import (
+	"errors"
+	"mime"
 	"net/http"
+	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
@@ -20,23 +23,53 @@ func releaseView(r store.Release) api.ReleaseInfo {
 	return api.ReleaseInfo{Board: r.Board, Version: r.Version, Repository: r.Repository, Created: r.Created}
 }
 
-// publish: POST /api/v1/releases, an api.Publish: the repository at a
-// path on the server is verified and copied in, and its releases
-// registered.
+// publish: POST /api/v1/releases, an api.Publish (the repository at a
+// path on the server), or ?repository=NAME with an application/x-tar body
+// (the repository's directory, uploaded): the repository is verified and
+// copied in, and its releases registered.
 func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
 	if err := s.noRepositories(); err != nil {
 		return err
 	}
-	var p api.Publish
-	if err := decode(w, r, &p); err != nil {
-		return err
-	}
 	var added []store.Release
-	err := s.repos.Import(r.Context(), p.Repository, p.Path, func(rels []store.Release) error {
-		added = rels
-		ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "release.publish", Target: p.Repository, Detail: detail(p)}
-		return s.store.AddReleases(r.Context(), rels, ev)
-	})
+	register := func(name string, p any) func([]store.Release) error {
+		return func(rels []store.Release) error {
+			added = rels
+			ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "release.publish", Target: name, Detail: detail(p)}
+			return s.store.AddReleases(r.Context(), rels, ev)
+		}
+	}
+	var err error
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-tar" {
+		q, qerr := query(r, "repository")
+		if qerr != nil {
+			return qerr
+		}
+		name := q["repository"]
+		if err := api.CheckName("repository", name); err != nil {
+			return badRequest(err)
+		}
+		if r.ContentLength > s.maxUpload {
+			return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "upload over %d bytes", s.maxUpload)
+		}
+		// A repository takes longer than the server's request timeouts:
+		// this request gets an hour.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(time.Hour))
+		rc.SetWriteDeadline(time.Now().Add(time.Hour))
+		body := http.MaxBytesReader(w, r.Body, s.maxUpload)
+		err = s.repos.ImportTar(r.Context(), name, body, register(name, map[string]string{"repository": name, "upload": "tar"}))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "upload over %d bytes", s.maxUpload)
+		}
+	} else {
+		var p api.Publish
+		if err := decode(w, r, &p); err != nil {
+			return err
+		}
+		err = s.repos.Import(r.Context(), p.Repository, p.Path, register(p.Repository, p))
+	}
 	if err != nil {
 		return storeError(err)
 	}

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -386,5 +388,127 @@ func TestPublishRefusals(t *testing.T) {
 	}
 	if rels, _ := f.st.Releases(context.Background()); len(rels) != 1 || rels[0].Repository != "main" {
 		t.Errorf("releases after the conflict = %+v, want only main's", rels)
+	}
+}
+
+// tarOf writes dir as a tar stream, as `tar -C dir -c .` would, with
+// extra entries appended.
+func tarOf(t *testing.T, dir string, extra func(*tar.Writer)) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		h, err := tar.FileInfoHeader(fi, "")
+		if err != nil {
+			return err
+		}
+		h.Name = "./" + filepath.ToSlash(rel)
+		if fi.IsDir() {
+			h.Name += "/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			tw.Write(data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if extra != nil {
+		extra(tw)
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+// TestPublishUpload: a repository uploaded as a tar stream is published as
+// one pointed at; a stream with anything but the repository's files, or
+// over the limit, is refused naming why, and leaves nothing behind.
+func TestPublishUpload(t *testing.T) {
+	f := newFixture(t)
+	repo := newTestRepo(t)
+	repo.add(testBoard, "1.0")
+	data := f.withRepos(repo, "")
+	const tarType = "application/x-tar"
+	good := tarOf(t, repo.dir, nil)
+	with := func(name string, typ byte, body string) []byte {
+		return tarOf(t, repo.dir, func(tw *tar.Writer) {
+			tw.WriteHeader(&tar.Header{Name: name, Typeflag: typ, Size: int64(len(body)), Mode: 0o644, Linkname: "/etc/passwd"})
+			tw.Write([]byte(body))
+		})
+	}
+	for _, tc := range []struct {
+		name, path string
+		body       []byte
+		status     int
+		msg        string
+	}{
+		{"no repository", "/api/v1/releases", good, 400, `repository ""`},
+		{"unknown parameter", "/api/v1/releases?repository=main&path=/x", good, 400, `unknown query parameter "path"`},
+		{"escaping path", "/api/v1/releases?repository=main", with("../../etc/x", tar.TypeReg, "x"), 400, `tar entry "../../etc/x": want a clean path`},
+		{"other directory", "/api/v1/releases?repository=main", with("secrets/key", tar.TypeReg, "x"), 400, `tar entry "secrets/key"`},
+		{"symlink", "/api/v1/releases?repository=main", with("metadata/evil.json", tar.TypeSymlink, ""), 400, `"metadata/evil.json" is a symbolic link: want a directory or a regular file`},
+		{"twice", "/api/v1/releases?repository=main", with("metadata/timestamp.json", tar.TypeReg, "{}"), 400, "given twice"},
+		{"truncated", "/api/v1/releases?repository=main", good[:len(good)/2], 400, "tar"},
+		{"not tar", "/api/v1/releases?repository=main", []byte("hello"), 400, "tar"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := f.do(req{method: "POST", path: tc.path, token: f.op["operator"], ctype: tarType, body: string(tc.body)})
+			var e api.Error
+			decodeJSON(t, w, &e)
+			if w.Code != tc.status || !strings.Contains(e.Error, tc.msg) {
+				t.Errorf("upload %s = %d %q, want %d naming %q", tc.name, w.Code, e.Error, tc.status, tc.msg)
+			}
+		})
+	}
+	f.t = t
+	small := New(f.st, WithRepositories(f.srv.repos, ""), WithMaxUpload(int64(len(good)-1)))
+	for _, chunked := range []bool{false, true} {
+		r := httptest.NewRequest("POST", "/api/v1/releases?repository=main", bytes.NewReader(good))
+		if chunked {
+			r = httptest.NewRequest("POST", "/api/v1/releases?repository=main", io.MultiReader(bytes.NewReader(good)))
+		}
+		r.Header.Set("Authorization", "Bearer "+f.op["operator"])
+		r.Header.Set("Content-Type", tarType)
+		w := httptest.NewRecorder()
+		small.ServeHTTP(w, r)
+		if w.Code != 413 || !strings.Contains(w.Body.String(), "upload over") {
+			t.Errorf("upload over the limit (streamed %v) = %d %s, want 413", chunked, w.Code, w.Body)
+		}
+	}
+	if rels, _ := f.st.Releases(context.Background()); len(rels) != 0 {
+		t.Errorf("refused uploads registered %v", rels)
+	}
+	if n := len(storedChunks(t, data)); n != 0 {
+		t.Errorf("refused uploads left %d chunks", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(data, "uploads")); len(ents) != 0 {
+		t.Errorf("refused uploads left %v", ents)
+	}
+
+	w := f.do(req{method: "POST", path: "/api/v1/releases?repository=main", token: f.op["operator"], ctype: tarType, body: string(good)})
+	var list api.ReleaseList
+	decodeJSON(t, w, &list)
+	if w.Code != 201 || len(list.Releases) != 1 || list.Releases[0].Version != "1.0" {
+		t.Fatalf("upload = %d %s, want 201 and release 1.0", w.Code, w.Body)
+	}
+	for id := range chunksOf(t, repo.dir, testBoard, "1.0") {
+		if !storedChunks(t, data)[id] {
+			t.Errorf("chunk %s of the upload not stored", id)
+		}
+	}
+	if ents, _ := os.ReadDir(filepath.Join(data, "uploads")); len(ents) != 0 {
+		t.Errorf("upload left %v", ents)
 	}
 }

@@ -46,14 +46,15 @@ const (
 
 // Server is the fleet server's API.
 type Server struct {
-	store    store.Store
-	log      *slog.Logger
-	now      func() time.Time
-	interval time.Duration
-	jitter   time.Duration
-	mux      *http.ServeMux
-	repos    *repository.Repositories
-	repoURL  string
+	store     store.Store
+	log       *slog.Logger
+	now       func() time.Time
+	interval  time.Duration
+	jitter    time.Duration
+	mux       *http.ServeMux
+	repos     *repository.Repositories
+	repoURL   string
+	maxUpload int64
 }
 
 // Option sets an optional setting of New.
@@ -81,15 +82,22 @@ func WithRepositories(repos *repository.Repositories, repoURL string) Option {
 	return func(s *Server) { s.repos, s.repoURL = repos, strings.TrimSuffix(repoURL, "/") }
 }
 
+// DefaultMaxUpload bounds a repository uploaded as a tar stream.
+const DefaultMaxUpload = 16 << 30
+
+// WithMaxUpload bounds the size of a repository uploaded as a tar stream.
+func WithMaxUpload(n int64) Option { return func(s *Server) { s.maxUpload = n } }
+
 // New returns the API over st.
 func New(st store.Store, opts ...Option) *Server {
 	s := &Server{
-		store:    st,
-		log:      slog.New(slog.DiscardHandler),
-		now:      time.Now,
-		interval: DefaultPollInterval,
-		jitter:   DefaultPollJitter,
-		mux:      http.NewServeMux(),
+		store:     st,
+		log:       slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		interval:  DefaultPollInterval,
+		jitter:    DefaultPollJitter,
+		mux:       http.NewServeMux(),
+		maxUpload: DefaultMaxUpload,
 	}
 	for _, o := range opts {
 		o(s)
