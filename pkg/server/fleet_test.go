@@ -239,6 +239,7 @@ func TestFleetRefusals(t *testing.T) {
 		{"publish, viewer", req{method: "POST", path: "/api/v1/releases", token: f.op["viewer"], ctype: js, body: publishBody("main", repo.dir)}, 403, api.CodeForbidden, "to publish releases needs role operator"},
 		{"publish, again", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 409, api.CodeConflict, "release qemu-x86_64 1.0: already exists"},
 		{"publish, unknown field", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: `{"repository": "main", "path": "/x", "url": "http://x"}`}, 400, api.CodeBadRequest, `unknown field "url"`},
+		{"publish, parameter", req{method: "POST", path: "/api/v1/releases?repository=x", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 400, api.CodeBadRequest, `unknown query parameter "repository"`},
 		{"publish, device token", req{method: "POST", path: "/api/v1/releases", token: f.dev["dev-x"], ctype: js, body: publishBody("main", repo.dir)}, 401, api.CodeUnauthorized, "unknown operator token"},
 		{"releases, no token", req{method: "GET", path: "/api/v1/releases"}, 401, api.CodeUnauthorized, "no operator token"},
 		{"delete release, operator", req{method: "DELETE", path: "/api/v1/releases/qemu-x86_64/1.0", token: f.op["operator"]}, 403, api.CodeForbidden, "to delete releases needs role admin"},

@@ -41,34 +41,9 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.Operat
 	}
 	var err error
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-tar" {
-		q, qerr := query(r, "repository")
-		if qerr != nil {
-			return qerr
-		}
-		name := q["repository"]
-		if err := api.CheckName("repository", name); err != nil {
-			return badRequest(err)
-		}
-		if r.ContentLength > s.maxUpload {
-			return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "upload over %d bytes", s.maxUpload)
-		}
-		// A repository takes longer than the server's request timeouts:
-		// this request gets an hour.
-		rc := http.NewResponseController(w)
-		rc.SetReadDeadline(time.Now().Add(time.Hour))
-		rc.SetWriteDeadline(time.Now().Add(time.Hour))
-		body := http.MaxBytesReader(w, r.Body, s.maxUpload)
-		err = s.repos.ImportTar(r.Context(), name, body, register(name, map[string]string{"repository": name, "upload": "tar"}))
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "upload over %d bytes", s.maxUpload)
-		}
+		err = s.publishTar(w, r, register)
 	} else {
-		var p api.Publish
-		if err := decode(w, r, &p); err != nil {
-			return err
-		}
-		err = s.repos.Import(r.Context(), p.Repository, p.Path, register(p.Repository, p))
+		err = s.publishPath(w, r, register)
 	}
 	if err != nil {
 		return storeError(err)
@@ -79,6 +54,47 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.Operat
 	}
 	writeJSON(w, http.StatusCreated, list)
 	return nil
+}
+
+// publishPath imports the repository an api.Publish names.
+func (s *Server) publishPath(w http.ResponseWriter, r *http.Request, register func(string, any) func([]store.Release) error) error {
+	if _, err := query(r); err != nil {
+		return err
+	}
+	var p api.Publish
+	if err := decode(w, r, &p); err != nil {
+		return err
+	}
+	return s.repos.Import(r.Context(), p.Repository, p.Path, register(p.Repository, p))
+}
+
+// publishTar imports the repository uploaded as the body, a tar stream,
+// as ?repository=NAME.
+func (s *Server) publishTar(w http.ResponseWriter, r *http.Request, register func(string, any) func([]store.Release) error) error {
+	q, err := query(r, "repository")
+	if err != nil {
+		return err
+	}
+	name := q["repository"]
+	if err := api.CheckName("repository", name); err != nil {
+		return badRequest(err)
+	}
+	tooLarge := errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "upload over %d bytes", s.maxUpload)
+	if r.ContentLength > s.maxUpload {
+		return tooLarge
+	}
+	// A repository takes longer than the server's request timeouts: this
+	// request gets an hour.
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(time.Hour))
+	rc.SetWriteDeadline(time.Now().Add(time.Hour))
+	body := http.MaxBytesReader(w, r.Body, s.maxUpload)
+	err = s.repos.ImportTar(r.Context(), name, body, register(name, map[string]string{"repository": name, "upload": "tar"}))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge
+	}
+	return err
 }
 
 // listReleases: GET /api/v1/releases.
