@@ -269,6 +269,7 @@ func TestReleasesPublishServeCollect(t *testing.T) {
 	if w.Code != 200 || col.Chunks != len(only1) || col.Bytes <= 0 {
 		t.Errorf("delete 1.0 = %d %s, want 200 and %d chunks collected", w.Code, w.Body, len(only1))
 	}
+	t.Logf("1.0 and 2.0 share %d chunks; 1.0 has %d of its own; the delete collected %d chunks, %d bytes", shared, len(only1), col.Chunks, col.Bytes)
 	stored = storedChunks(t, data)
 	for id := range v1 {
 		if stored[id] == only1[id] {
