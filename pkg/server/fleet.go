@@ -268,8 +268,8 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ store.Op
 	return nil
 }
 
-// rolloutAction: POST /api/v1/rollouts/{id}/pause|resume|cancel.
-func (s *Server) rolloutAction(action string, to store.RolloutState) func(http.ResponseWriter, *http.Request, store.OperatorToken) error {
+// rolloutAction: POST /api/v1/rollouts/{id}/start|pause|resume|cancel.
+func (s *Server) rolloutAction(t store.Transition) func(http.ResponseWriter, *http.Request, store.OperatorToken) error {
 	return func(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
 		id, err := pathRollout(r)
 		if err != nil {
@@ -278,8 +278,8 @@ func (s *Server) rolloutAction(action string, to store.RolloutState) func(http.R
 		if _, err := query(r); err != nil {
 			return err
 		}
-		ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "rollout." + action, Target: strconv.FormatInt(id, 10)}
-		if _, err := s.store.SetRolloutState(r.Context(), id, to, ev); err != nil {
+		ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "rollout." + t.Name, Target: strconv.FormatInt(id, 10)}
+		if _, err := s.store.SetRolloutState(r.Context(), id, t, ev); err != nil {
 			return storeError(err)
 		}
 		ro, waves, err := s.store.Rollout(r.Context(), id)

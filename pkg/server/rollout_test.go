@@ -106,13 +106,26 @@ func (f *fixture) rollout(id int64) api.Rollout {
 	return ro
 }
 
-func (f *fixture) startRollout(body string) api.Rollout {
+// createRollout creates a rollout, which is not started.
+func (f *fixture) createRollout(body string) api.Rollout {
 	f.t.Helper()
 	w := f.do(req{method: "POST", path: "/api/v1/rollouts", token: f.op["operator"], ctype: "application/json", body: body})
 	var ro api.Rollout
 	decodeJSON(f.t, w, &ro)
-	if w.Code != http.StatusCreated {
-		f.t.Fatalf("create rollout = %d %s", w.Code, w.Body)
+	if w.Code != http.StatusCreated || ro.State != "created" {
+		f.t.Fatalf("create rollout = %d %s, want 201 and a created rollout", w.Code, w.Body)
+	}
+	return ro
+}
+
+// startRollout creates a rollout and starts it.
+func (f *fixture) startRollout(body string) api.Rollout {
+	f.t.Helper()
+	ro := f.createRollout(body)
+	w := f.do(req{method: "POST", path: fmt.Sprintf("/api/v1/rollouts/%d/start", ro.ID), token: f.op["operator"]})
+	decodeJSON(f.t, w, &ro)
+	if w.Code != http.StatusOK || ro.State != "running" {
+		f.t.Fatalf("start rollout = %d %s, want 200 and a running rollout", w.Code, w.Body)
 	}
 	return ro
 }
@@ -146,7 +159,21 @@ func TestRolloutCompletes(t *testing.T) {
 			t.Fatalf("inventory = %d", w.Code)
 		}
 	}
-	ro := f.startRollout(`{"board": "qemu-x86_64", "version": "2.0", "filter": "attr.fleet=sim", "waves": ["10%", "50%", "100%"], "success_threshold": 0.9, "error_threshold": 0.2}`)
+	body := `{"board": "qemu-x86_64", "version": "2.0", "filter": "attr.fleet=sim", "waves": ["10%", "50%", "100%"], "success_threshold": 0.9, "error_threshold": 0.2}`
+	created := f.createRollout(body)
+	for _, w := range created.Progress {
+		if w.Open {
+			t.Errorf("created rollout %+v has an open wave", created)
+		}
+	}
+	for _, d := range fleet {
+		if rel := f.poll(d); rel != nil {
+			t.Fatalf("before the start, %s given %+v", d.id, rel)
+		}
+	}
+	w := f.do(req{method: "POST", path: fmt.Sprintf("/api/v1/rollouts/%d/start", created.ID), token: f.op["operator"]})
+	var ro api.Rollout
+	decodeJSON(t, w, &ro)
 	if ro.State != "running" || len(ro.Progress) != 3 || ro.Progress[0].Size != 10 || ro.Progress[1].Size != 40 || ro.Progress[2].Size != 50 ||
 		!ro.Progress[0].Open || ro.Progress[1].Open {
 		t.Fatalf("new rollout = %+v, want running with waves of 10, 40, 50, the first open", ro)
@@ -245,7 +272,7 @@ func TestRolloutHalts(t *testing.T) {
 	}
 	// A halted rollout cannot be resumed or paused; a new one may target
 	// the same devices.
-	for _, action := range []string{"resume", "pause", "cancel"} {
+	for _, action := range []string{"start", "resume", "pause", "cancel"} {
 		w := f.do(req{method: "POST", path: fmt.Sprintf("/api/v1/rollouts/%d/%s", ro.ID, action), token: f.op["operator"]})
 		if w.Code != 409 || !strings.Contains(w.Body.String(), "is halted") {
 			t.Errorf("%s of a halted rollout = %d %s, want 409", action, w.Code, w.Body)
@@ -300,7 +327,14 @@ func TestRolloutPauseResumeCancel(t *testing.T) {
 		t.Errorf("device not started given %+v after cancel", rel)
 	}
 	act("resume", 409)
+	act("start", 409)
 	act("cancel", 409)
+	// A rollout not started yet may be cancelled too.
+	other := f.createRollout(`{"board": "qemu-x86_64", "version": "2.0", "filter": "id=sim-002", "waves": ["100%"], "success_threshold": 1, "error_threshold": 0}`)
+	w := f.do(req{method: "POST", path: fmt.Sprintf("/api/v1/rollouts/%d/cancel", other.ID), token: f.op["operator"]})
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"state":"cancelled"`) {
+		t.Errorf("cancel of a created rollout = %d %s, want 200 cancelled", w.Code, w.Body)
+	}
 	// Reports after the cancel move nothing.
 	f.report(b, api.PhaseFailed, "late")
 	if p := f.rollout(ro.ID); p.State != "cancelled" || p.Progress[0].Failed != 0 {
@@ -308,10 +342,11 @@ func TestRolloutPauseResumeCancel(t *testing.T) {
 	}
 	evs, _ := f.st.Events(context.Background(), 0, 10)
 	var actions []string
-	for _, ev := range evs[:4] {
+	for _, ev := range evs[2:7] {
 		actions = append(actions, ev.Action+" "+ev.Target+" "+ev.Actor)
 	}
-	want := fmt.Sprintf("rollout.cancel %[1]d operator:operator,rollout.resume %[1]d operator:operator,rollout.pause %[1]d operator:operator,rollout.create %[1]d operator:operator", ro.ID)
+	want := fmt.Sprintf("rollout.cancel %[1]d operator:operator,rollout.resume %[1]d operator:operator,rollout.pause %[1]d operator:operator,"+
+		"rollout.start %[1]d operator:operator,rollout.create %[1]d operator:operator", ro.ID)
 	if strings.Join(actions, ",") != want {
 		t.Errorf("audit = %v, want %s", actions, want)
 	}

@@ -118,9 +118,9 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("GET /api/v1/rollouts", s.operator(store.Viewer, "read rollouts", s.listRollouts))
 	s.mux.Handle("GET /api/v1/rollouts/{id}", s.operator(store.Viewer, "read rollouts", s.getRollout))
 	s.mux.Handle("GET /api/v1/rollouts/{id}/devices", s.operator(store.Viewer, "read rollouts", s.rolloutDevices))
-	s.mux.Handle("POST /api/v1/rollouts/{id}/pause", s.operator(store.Operator, "pause rollouts", s.rolloutAction("pause", store.Paused)))
-	s.mux.Handle("POST /api/v1/rollouts/{id}/resume", s.operator(store.Operator, "resume rollouts", s.rolloutAction("resume", store.Running)))
-	s.mux.Handle("POST /api/v1/rollouts/{id}/cancel", s.operator(store.Operator, "cancel rollouts", s.rolloutAction("cancel", store.Cancelled)))
+	for _, t := range []store.Transition{store.Start, store.Pause, store.Resume, store.Cancel} {
+		s.mux.Handle("POST /api/v1/rollouts/{id}/"+t.Name, s.operator(store.Operator, t.Name+" rollouts", s.rolloutAction(t)))
+	}
 	s.mux.Handle("GET /api/v1/audit", s.operator(store.Admin, "read the audit log", s.audit))
 	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))

@@ -47,10 +47,11 @@ type Release struct {
 // RolloutState is where a rollout is.
 type RolloutState string
 
-// The states of a rollout. It starts running; pause and resume move it
-// between running and paused; it ends completed, halted (its error
-// threshold crossed) or cancelled.
+// The states of a rollout. It is created, and started: running; pause
+// and resume move it between running and paused; it ends completed,
+// halted (its error threshold crossed) or cancelled.
 const (
+	Created   RolloutState = "created"
 	Running   RolloutState = "running"
 	Paused    RolloutState = "paused"
 	Completed RolloutState = "completed"
@@ -58,8 +59,25 @@ const (
 	Cancelled RolloutState = "cancelled"
 )
 
-// Active says whether the rollout may still change: running or paused.
-func (s RolloutState) Active() bool { return s == Running || s == Paused }
+// Active says whether the rollout may still change: created, running or
+// paused.
+func (s RolloutState) Active() bool { return s == Created || s == Running || s == Paused }
+
+// Transition is an operator's action on a rollout: the states it applies
+// to, and the state it leads to.
+type Transition struct {
+	Name string
+	From []RolloutState
+	To   RolloutState
+}
+
+// The operators' actions.
+var (
+	Start  = Transition{"start", []RolloutState{Created}, Running}
+	Pause  = Transition{"pause", []RolloutState{Running}, Paused}
+	Resume = Transition{"resume", []RolloutState{Paused}, Running}
+	Cancel = Transition{"cancel", []RolloutState{Created, Running, Paused}, Cancelled}
+)
 
 // DeviceState is where a device is in its rollout.
 type DeviceState string
@@ -151,7 +169,7 @@ type Fleet interface {
 	// DeleteRelease removes a release no active rollout installs
 	// (ErrInUse), recording ev.
 	DeleteRelease(ctx context.Context, board, version string, ev Event) error
-	// CreateRollout starts r over the devices of its board that are not
+	// CreateRollout creates r, not started, over the devices of its board that are not
 	// revoked and match target, fixing their waves by the hash of their
 	// IDs; it returns the rollout with its ID and wave sizes. A device
 	// already in an active rollout is ErrState; no device, ErrNoDevices.
@@ -162,9 +180,9 @@ type Fleet interface {
 	RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice, error)
 	// Rollouts returns every rollout, newest first.
 	Rollouts(ctx context.Context) ([]Rollout, error)
-	// SetRolloutState pauses, resumes or cancels a rollout (to is Paused,
-	// Running or Cancelled), recording ev; ErrState when it cannot.
-	SetRolloutState(ctx context.Context, id int64, to RolloutState, ev Event) (Rollout, error)
+	// SetRolloutState applies t to a rollout, recording ev, and then its
+	// policy; ErrState when the rollout is in none of t's From states.
+	SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error)
 	// Assignment returns the release device id is to install, or nil.
 	Assignment(ctx context.Context, id string) (*Assignment, error)
 }

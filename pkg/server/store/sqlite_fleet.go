@@ -266,7 +266,7 @@ func (s *SQLite) Releases(ctx context.Context) ([]Release, error) {
 func (s *SQLite) DeleteRelease(ctx context.Context, board, version string, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var id int64
-		err := tx.QueryRowContext(ctx, `SELECT id FROM rollouts WHERE board = $1 AND version = $2 AND state IN ('running', 'paused') ORDER BY id LIMIT 1`, board, version).Scan(&id)
+		err := tx.QueryRowContext(ctx, `SELECT id FROM rollouts WHERE board = $1 AND version = $2 AND state IN ('created', 'running', 'paused') ORDER BY id LIMIT 1`, board, version).Scan(&id)
 		if err == nil {
 			return fmt.Errorf("release %s %s: %w by rollout %d, which is active: cancel it first", board, version, ErrInUse, id)
 		}
@@ -317,7 +317,7 @@ func (s *SQLite) CreateRollout(ctx context.Context, r Rollout, target filter.Exp
 		for _, id := range ids {
 			var other int64
 			err := tx.QueryRowContext(ctx, `SELECT r.id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
-				WHERE d.device_id = $1 AND r.state IN ('running', 'paused')`, id).Scan(&other)
+				WHERE d.device_id = $1 AND r.state IN ('created', 'running', 'paused')`, id).Scan(&other)
 			if err == nil {
 				return fmt.Errorf("device %s is in rollout %d, which is active: %w", id, other, ErrState)
 			}
@@ -327,7 +327,7 @@ func (s *SQLite) CreateRollout(ctx context.Context, r Rollout, target filter.Exp
 		}
 		waveOrder(ids)
 		r.Sizes = ResolveWaves(r.Waves, len(ids))
-		r.State, r.OpenWave, r.Updated = Running, 0, r.Created
+		r.State, r.OpenWave, r.Updated = Created, 0, r.Created
 		waves, _ := json.Marshal(struct {
 			Waves []Wave
 			Sizes []int
@@ -348,9 +348,6 @@ func (s *SQLite) CreateRollout(ctx context.Context, r Rollout, target filter.Exp
 				}
 			}
 			next += size
-		}
-		if r, err = evaluate(ctx, tx, r.ID, r.Created); err != nil {
-			return err
 		}
 		ev.Target = fmt.Sprint(r.ID)
 		return record(ctx, tx, ev)
@@ -392,7 +389,7 @@ func rolloutProgress(ctx context.Context, q querier, id int64) (Rollout, []WaveP
 	}
 	waves := make([]WaveProgress, len(r.Sizes))
 	for i, n := range r.Sizes {
-		waves[i] = WaveProgress{Size: n, Open: i <= r.OpenWave}
+		waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
 	}
 	rows, err := q.QueryContext(ctx, `SELECT wave, state, COUNT(*) FROM rollout_devices WHERE rollout_id = $1 GROUP BY wave, state`, id)
 	if err != nil {
@@ -495,23 +492,22 @@ func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
 }
 
 // SetRolloutState implements Fleet.
-func (s *SQLite) SetRolloutState(ctx context.Context, id int64, to RolloutState, ev Event) (Rollout, error) {
+func (s *SQLite) SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error) {
 	var r Rollout
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		cur, _, err := rolloutProgress(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		ok := map[RolloutState]bool{Paused: cur.State == Running, Running: cur.State == Paused, Cancelled: cur.State.Active()}[to]
-		if !ok {
-			return fmt.Errorf("rollout %d is %s: %w to become %s", id, cur.State, ErrState, to)
+		if !slices.Contains(t.From, cur.State) {
+			return fmt.Errorf("rollout %d is %s: %w to %s", id, cur.State, ErrState, t.Name)
 		}
 		reason := ""
-		if to != Running {
-			reason = string(to) + " by " + ev.Actor
+		if t.To != Running {
+			reason = string(t.To) + " by " + ev.Actor
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, reason = $3, updated = $4 WHERE id = $1`,
-			id, string(to), reason, ev.At.UnixNano()); err != nil {
+			id, string(t.To), reason, ev.At.UnixNano()); err != nil {
 			return err
 		}
 		if r, err = evaluate(ctx, tx, id, ev.At); err != nil {

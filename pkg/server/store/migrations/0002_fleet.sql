@@ -57,7 +57,7 @@ CREATE TABLE rollouts (
 	waves             TEXT NOT NULL,
 	success_threshold DOUBLE PRECISION NOT NULL,
 	error_threshold   DOUBLE PRECISION NOT NULL,
-	state             TEXT NOT NULL CHECK (state IN ('running', 'paused', 'completed', 'halted', 'cancelled')),
+	state             TEXT NOT NULL CHECK (state IN ('created', 'running', 'paused', 'completed', 'halted', 'cancelled')),
 	-- The highest wave open, from 0.
 	open_wave         INTEGER NOT NULL,
 	created           BIGINT NOT NULL,
