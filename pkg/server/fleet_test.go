@@ -237,7 +237,7 @@ func TestFleetRefusals(t *testing.T) {
 		// Releases.
 		{"publish, no token", req{method: "POST", path: "/api/v1/releases", ctype: js, body: publishBody("main", repo.dir)}, 401, api.CodeUnauthorized, "no operator token"},
 		{"publish, viewer", req{method: "POST", path: "/api/v1/releases", token: f.op["viewer"], ctype: js, body: publishBody("main", repo.dir)}, 403, api.CodeForbidden, "to publish releases needs role operator"},
-		{"publish, again", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 409, api.CodeConflict, "release qemu-x86_64 1.0: already exists"},
+		{"publish, again", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 409, api.CodeConflict, "repository main: every release it lists is registered already"},
 		{"publish, unknown field", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: `{"repository": "main", "path": "/x", "url": "http://x"}`}, 400, api.CodeBadRequest, `unknown field "url"`},
 		{"publish, parameter", req{method: "POST", path: "/api/v1/releases?repository=x", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 400, api.CodeBadRequest, `unknown query parameter "repository"`},
 		{"publish, device token", req{method: "POST", path: "/api/v1/releases", token: f.dev["dev-x"], ctype: js, body: publishBody("main", repo.dir)}, 401, api.CodeUnauthorized, "unknown operator token"},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
@@ -32,11 +33,17 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.Operat
 		return err
 	}
 	var added []store.Release
-	register := func(name string, p any) func([]store.Release) error {
-		return func(rels []store.Release) error {
-			added = rels
-			ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "release.publish", Target: name, Detail: detail(p)}
-			return s.store.AddReleases(r.Context(), rels, ev)
+	register := func(name string, p any) repository.Registrar {
+		return repository.Registrar{
+			Check: func(rels []store.Release) error {
+				var err error
+				added, err = s.newReleases(r, name, rels)
+				return err
+			},
+			Register: func([]store.Release) error {
+				ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "release.publish", Target: name, Detail: detail(p)}
+				return s.store.AddReleases(r.Context(), added, ev)
+			},
 		}
 	}
 	var err error
@@ -56,8 +63,48 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.Operat
 	return nil
 }
 
+// newReleases returns the releases of rels, from repository name, that
+// are not registered yet: publishing a repository again registers the
+// versions added since. New metadata that drops a release still
+// registered is refused: devices would be sent to a release the
+// repository no longer lists.
+func (s *Server) newReleases(r *http.Request, name string, rels []store.Release) ([]store.Release, error) {
+	have, err := s.store.Releases(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	type key struct{ board, version string }
+	listed := map[key]bool{}
+	for _, rel := range rels {
+		listed[key{rel.Board, rel.Version}] = true
+	}
+	mine := map[key]bool{}
+	for _, h := range have {
+		if h.Repository != name {
+			if listed[key{h.Board, h.Version}] {
+				return nil, errorf(http.StatusConflict, api.CodeConflict, "release %s %s: %v from repository %s", h.Board, h.Version, store.ErrExists, h.Repository)
+			}
+			continue
+		}
+		if !listed[key{h.Board, h.Version}] {
+			return nil, errorf(http.StatusConflict, api.CodeConflict, "release %s %s of repository %s is registered, and the new metadata does not list it: delete it first", h.Board, h.Version, name)
+		}
+		mine[key{h.Board, h.Version}] = true
+	}
+	var fresh []store.Release
+	for _, rel := range rels {
+		if !mine[key{rel.Board, rel.Version}] {
+			fresh = append(fresh, rel)
+		}
+	}
+	if len(fresh) == 0 {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "repository %s: every release it lists is registered already", name)
+	}
+	return fresh, nil
+}
+
 // publishPath imports the repository an api.Publish names.
-func (s *Server) publishPath(w http.ResponseWriter, r *http.Request, register func(string, any) func([]store.Release) error) error {
+func (s *Server) publishPath(w http.ResponseWriter, r *http.Request, register func(string, any) repository.Registrar) error {
 	if _, err := query(r); err != nil {
 		return err
 	}
@@ -70,7 +117,7 @@ func (s *Server) publishPath(w http.ResponseWriter, r *http.Request, register fu
 
 // publishTar imports the repository uploaded as the body, a tar stream,
 // as ?repository=NAME.
-func (s *Server) publishTar(w http.ResponseWriter, r *http.Request, register func(string, any) func([]store.Release) error) error {
+func (s *Server) publishTar(w http.ResponseWriter, r *http.Request, register func(string, any) repository.Registrar) error {
 	q, err := query(r, "repository")
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
@@ -389,6 +390,33 @@ func TestPublishRefusals(t *testing.T) {
 	}
 	if rels, _ := f.st.Releases(context.Background()); len(rels) != 1 || rels[0].Repository != "main" {
 		t.Errorf("releases after the conflict = %+v, want only main's", rels)
+	}
+
+	// The release side adds 2.0 and publishes again: 2.0 alone is
+	// registered.
+	trusted.add(testBoard, "2.0")
+	w = f.do(req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", trusted.dir)})
+	var list api.ReleaseList
+	decodeJSON(t, w, &list)
+	if w.Code != 201 || len(list.Releases) != 1 || list.Releases[0].Version != "2.0" {
+		t.Errorf("publish after adding 2.0 = %d %s, want 201 registering 2.0 alone", w.Code, w.Body)
+	}
+	// Metadata that no longer lists a registered release is refused.
+	other2 := newTestRepoWithKeys(t, trusted.keys)
+	other2.add(testBoard, "3.0")
+	other2.add(testBoard, "3.1")
+	other2.add(testBoard, "3.2")
+	before := f.snapshot()
+	w = f.do(req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", other2.dir)})
+	if w.Code != 409 || !strings.Contains(w.Body.String(), "release qemu-x86_64 1.0 of repository main is registered, and the new metadata does not list it") {
+		t.Errorf("publish dropping 1.0 = %d %s, want 409 naming it", w.Code, w.Body)
+	}
+	if diff := cmp.Diff(before, f.snapshot()); diff != "" {
+		t.Errorf("the refused publish changed the store: -before +after\n%s", diff)
+	}
+	served, _ := os.ReadFile(filepath.Join(data, "repos", "main", release.MetadataDir, "timestamp.json"))
+	if want, _ := os.ReadFile(filepath.Join(trusted.dir, release.MetadataDir, "timestamp.json")); !bytes.Equal(served, want) {
+		t.Error("the refused publish replaced the served metadata")
 	}
 }
 

@@ -124,13 +124,22 @@ func indexOf(ctx context.Context, src string, im release.Image) ([]byte, *chunk.
 	return b, idx, nil
 }
 
-// Import verifies the repository in src and copies what devices need of it
-// into the storage as repository name: every chunk its releases' indexes
-// list (those the storage lacks, each checked against its ID), the
-// indexes, and the metadata, timestamp last. It then calls register with
-// the releases src holds, while no collection can run; an error from
-// register is Import's. Errors about src itself wrap ErrRefused.
-func (r *Repositories) Import(ctx context.Context, name, src string, register func([]store.Release) error) error {
+// Registrar is what an import asks the release registry, while no other
+// import or collection runs: Check sees the releases a verified repository
+// lists before anything is copied, and refuses the import by returning an
+// error; Register records them once every file is in place.
+type Registrar struct {
+	Check    func([]store.Release) error
+	Register func([]store.Release) error
+}
+
+// Import verifies the repository in src, asks reg.Check, and copies what
+// devices need of it into the storage as repository name: every chunk its
+// releases' indexes list (those the storage lacks, each checked against
+// its ID), the indexes, and the metadata, timestamp last. It then calls
+// reg.Register. An error from either is Import's, and takes back the
+// chunks the import copied. Errors about src itself wrap ErrRefused.
+func (r *Repositories) Import(ctx context.Context, name, src string, reg Registrar) error {
 	if err := api.CheckName("repository", name); err != nil {
 		return err
 	}
@@ -159,7 +168,7 @@ func (r *Repositories) Import(ctx context.Context, name, src string, register fu
 	}
 	_, statErr := os.Stat(dst)
 	var copied []chunk.ID
-	err = r.importFrom(ctx, name, src, dst, targets, srcChunks, &copied, register)
+	err = r.importFrom(ctx, name, src, dst, targets, srcChunks, &copied, reg)
 	if err != nil {
 		// Take back what this import added: chunks no release uses, and
 		// a repository directory that was not there.
@@ -173,11 +182,20 @@ func (r *Repositories) Import(ctx context.Context, name, src string, register fu
 	return err
 }
 
-func (r *Repositories) importFrom(ctx context.Context, name, src, dst string, targets *release.Targets, srcChunks *chunks.Local, copied *[]chunk.ID, register func([]store.Release) error) error {
+func (r *Repositories) importFrom(ctx context.Context, name, src, dst string, targets *release.Targets, srcChunks *chunks.Local, copied *[]chunk.ID, reg Registrar) error {
 	var rels []store.Release
-	indexes := map[string][]byte{}
 	for _, rel := range targets.Releases {
 		sr := store.Release{Board: rel.Board, Version: rel.Version, Repository: name, Created: r.now().UTC()}
+		for _, im := range rel.Images {
+			sr.Indexes = append(sr.Indexes, im.Index.Path)
+		}
+		rels = append(rels, sr)
+	}
+	if err := reg.Check(rels); err != nil {
+		return err
+	}
+	indexes := map[string][]byte{}
+	for _, rel := range targets.Releases {
 		for _, im := range rel.Images {
 			b, idx, err := indexOf(ctx, src, im)
 			if err != nil {
@@ -193,9 +211,7 @@ func (r *Repositories) importFrom(ctx context.Context, name, src, dst string, ta
 				}
 			}
 			indexes[im.Index.Path] = b
-			sr.Indexes = append(sr.Indexes, im.Index.Path)
 		}
-		rels = append(rels, sr)
 	}
 	if err := os.MkdirAll(filepath.Join(dst, release.IndexDir), 0o755); err != nil {
 		return err
@@ -209,7 +225,7 @@ func (r *Repositories) importFrom(ctx context.Context, name, src, dst string, ta
 	if err := copyMetadata(src, dst); err != nil {
 		return err
 	}
-	return register(rels)
+	return reg.Register(rels)
 }
 
 // checkNewer refuses metadata older than the copy already served: a

@@ -66,7 +66,7 @@ func TestFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Import(context.Background(), "main", src, func([]store.Release) error { return nil }); err != nil {
+	if err := r.Import(context.Background(), "main", src, Registrar{Check: func([]store.Release) error { return nil }, Register: func([]store.Release) error { return nil }}); err != nil {
 		t.Fatal(err)
 	}
 	id := strings.Repeat("ab", 32)
@@ -108,7 +108,7 @@ func TestCollectKeepsAllWithoutAnIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rels []store.Release
-	if err := r.Import(context.Background(), "main", src, func(rs []store.Release) error { rels = rs; return nil }); err != nil {
+	if err := r.Import(context.Background(), "main", src, Registrar{Check: func([]store.Release) error { return nil }, Register: func(rs []store.Release) error { rels = rs; return nil }}); err != nil {
 		t.Fatal(err)
 	}
 	count := func() int {

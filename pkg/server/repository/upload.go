@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	"github.com/lifeboat-update/lifeboat/pkg/release"
-	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
 // ImportTar imports a repository sent as a tar stream of its directory
@@ -23,7 +22,7 @@ import (
 // are accepted, by clean relative names; anything else is refused naming
 // the entry. Errors about the stream wrap ErrRefused, and the reader's own
 // error (such as http.MaxBytesError) too.
-func (r *Repositories) ImportTar(ctx context.Context, name string, tr io.Reader, register func([]store.Release) error) error {
+func (r *Repositories) ImportTar(ctx context.Context, name string, tr io.Reader, reg Registrar) error {
 	up := filepath.Join(r.dir, "uploads")
 	if err := os.MkdirAll(up, 0o700); err != nil {
 		return err
@@ -36,7 +35,7 @@ func (r *Repositories) ImportTar(ctx context.Context, name string, tr io.Reader,
 	if err := unpack(ctx, tr, tmp); err != nil {
 		return err
 	}
-	return r.Import(ctx, name, tmp, register)
+	return r.Import(ctx, name, tmp, reg)
 }
 
 func unpack(ctx context.Context, r io.Reader, dir string) error {
