@@ -240,7 +240,7 @@ func TestFleetRefusals(t *testing.T) {
 		{"publish, again", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 409, api.CodeConflict, "repository main: every release it lists is registered already"},
 		{"publish, unknown field", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: `{"repository": "main", "path": "/x", "url": "http://x"}`}, 400, api.CodeBadRequest, `unknown field "url"`},
 		{"publish, too large", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: big, chunked: true}, 413, api.CodeTooLarge, "over 65536"},
-		{"publish, text/plain", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: "text/plain", body: publishBody("main", repo.dir)}, 415, api.CodeUnsupportedType, "want application/json"},
+		{"publish, text/plain", req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: "text/plain", body: publishBody("main", repo.dir)}, 415, api.CodeUnsupportedType, "want application/json (a path) or application/x-tar (an upload)"},
 		{"publish, parameter", req{method: "POST", path: "/api/v1/releases?repository=x", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)}, 400, api.CodeBadRequest, `unknown query parameter "repository"`},
 		{"publish, device token", req{method: "POST", path: "/api/v1/releases", token: f.dev["dev-x"], ctype: js, body: publishBody("main", repo.dir)}, 401, api.CodeUnauthorized, "unknown operator token"},
 		{"releases, no token", req{method: "GET", path: "/api/v1/releases"}, 401, api.CodeUnauthorized, "no operator token"},

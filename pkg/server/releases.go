@@ -47,10 +47,13 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request, op store.Operat
 		}
 	}
 	var err error
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-tar" {
+	switch mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt {
+	case "application/x-tar":
 		err = s.publishTar(w, r, register)
-	} else {
+	case "application/json":
 		err = s.publishPath(w, r, register)
+	default:
+		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type %q: want application/json (a path) or application/x-tar (an upload)", r.Header.Get("Content-Type"))
 	}
 	if err != nil {
 		return storeError(err)

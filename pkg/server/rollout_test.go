@@ -171,6 +171,10 @@ func TestRolloutCompletes(t *testing.T) {
 			t.Fatalf("before the start, %s given %+v", d.id, rel)
 		}
 	}
+	etags := map[string]string{}
+	for _, d := range fleet {
+		etags[d.id] = f.do(req{method: "GET", path: "/api/v1/device/poll", token: d.token}).Header().Get("ETag")
+	}
 	w := f.do(req{method: "POST", path: fmt.Sprintf("/api/v1/rollouts/%d/start", created.ID), token: f.op["operator"]})
 	var ro api.Rollout
 	decodeJSON(t, w, &ro)
@@ -187,8 +191,14 @@ func TestRolloutCompletes(t *testing.T) {
 			d.failures = 1
 		}
 	}
-	// Before the first round, only wave 1 is given the release.
+	// Before the first round, only wave 1 is given the release: their
+	// poll answer changed, so the ETag from before the start no longer
+	// matches; the others' still does.
 	for _, d := range fleet {
+		w := f.do(req{method: "GET", path: "/api/v1/device/poll", token: d.token, header: map[string]string{"If-None-Match": etags[d.id]}})
+		if want := map[bool]int{true: 200, false: 304}[waves[d.id] == 0]; w.Code != want {
+			t.Errorf("poll by %s (wave %d) with the ETag from before the start = %d, want %d", d.id, waves[d.id]+1, w.Code, want)
+		}
 		if got := f.poll(d); (got != nil) != (waves[d.id] == 0) {
 			t.Errorf("before any report, %s (wave %d) given %+v", d.id, waves[d.id]+1, got)
 		}
