@@ -1,12 +1,14 @@
 // Command lifeboat-server is Lifeboat's fleet server: devices register
 // with the tokens the manufacturing line gave them, poll for the release
 // assigned to them and report their status and inventory; operators
-// register, list and revoke devices and read the audit log.
+// register, search, tag, group and revoke devices, publish releases, run
+// rollouts and read the audit log.
 //
 // Synopsis:
 //
 //	lifeboat-server [serve] [--listen=127.0.0.1:8080] [--db=lifeboat.db]
 //	                [--admin-token-file=PATH] [--poll-interval=5m] [--poll-jitter=1m]
+//	                [--root=ROOT.json [--data=lifeboat-data] [--repo-url=URL] [--max-upload=BYTES]]
 //	lifeboat-server token create [--db=lifeboat.db] --role=viewer|operator|admin --name=NAME
 //	lifeboat-server token revoke [--db=lifeboat.db] --name=NAME
 //
@@ -15,7 +17,12 @@
 // API over HTTP until SIGTERM or SIGINT, then lets requests in flight
 // finish. With --admin-token-file, a database that holds no admin token
 // gets one, written to that file (mode 0600) for the first operator to
-// sign in with; a database that has one is left alone.
+// sign in with; a database that has one is left alone. With --root, the
+// server keeps releases in --data: repositories are verified against that
+// root when published, served at /repo/NAME/, and devices are told to
+// read them there, or under --repo-url (a CDN or static server holding a
+// copy of /repo/). --max-upload bounds a repository uploaded as a tar
+// stream (16 GiB).
 //
 // token create issues an operator token and prints it: the database keeps
 // only its SHA-256, so this is the only time it is shown. token revoke

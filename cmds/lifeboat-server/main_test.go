@@ -13,9 +13,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/publish"
+	"github.com/lifeboat-update/lifeboat/pkg/release"
 )
 
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -62,6 +66,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"serve", "--db=" + db, "extra"}, "no arguments"},
 		{[]string{"--db=" + db, "--poll-interval=0s"}, "--poll-interval"},
 		{[]string{"--db=" + db, "--poll-interval=23h", "--poll-jitter=2h"}, "within 24h"},
+		{[]string{"--db=" + db, "--root=r.json", "--repo-url=ftp://cdn/x"}, "--repo-url=ftp://cdn/x: want an http or https URL"},
+		{[]string{"--db=" + db, "--root=r.json", "--repo-url=https://cdn/x?a=b"}, "with no query"},
+		{[]string{"--db=" + db, "--repo-url=https://cdn/x"}, "--repo-url needs --root"},
+		{[]string{"--db=" + db, "--max-upload=0"}, "--max-upload=0: want 1 or more"},
 		{[]string{"--bogus"}, "bogus"},
 		{nil, "commands:"},
 	} {
@@ -164,5 +172,66 @@ func TestServeBootstrapsAdmin(t *testing.T) {
 	}
 	if code, _ := get(t, url+"/api/v1/audit", admin); code != 200 {
 		t.Errorf("admin token after a restart = %d, want 200", code)
+	}
+}
+
+// TestServeReleases: with --root, a repository published through the API
+// is served at /repo/ and the trusted root is checked at start.
+func TestServeReleases(t *testing.T) {
+	dir := t.TempDir()
+	ks := publish.KeySet{}
+	for _, role := range release.Roles {
+		s, err := release.GenerateKey(filepath.Join(dir, role+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks[role] = []release.Signer{s}
+	}
+	repoDir := filepath.Join(dir, "repo")
+	r, err := publish.Init(repoDir, ks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(dir, "img")
+	os.WriteFile(img, bytes.Repeat([]byte("lifeboat"), 8<<10), 0o600)
+	im, err := r.AddImage(context.Background(), "rootfs", img, publish.ImageOptions{Params: chunk.Params{Min: 4 << 10, Avg: 8 << 10, Max: 16 << 10}, Digest: chunk.SHA512256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddRelease(release.Release{Board: "b", Version: "1", Created: time.Now().UTC(), Images: []release.Image{im}}, ks); err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(repoDir, release.MetadataDir, "root.json")
+	db, tokFile, data := filepath.Join(dir, "fleet.db"), filepath.Join(dir, "admin.token"), filepath.Join(dir, "data")
+
+	// A root that is not one stops the server before it listens.
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte("{}"), 0o600)
+	if code, _, errs := runCmd(t, "--db="+db, "--root="+bad, "--listen=127.0.0.1:0"); code != 1 || !strings.Contains(errs, "trusted root") {
+		t.Errorf("serve with a bad root = exit %d (%q), want 1 naming the trusted root", code, errs)
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Error("a server refusing its root created the database")
+	}
+
+	url, stop := serve(t, "--db="+db, "--admin-token-file="+tokFile, "--root="+rootFile, "--data="+data)
+	defer stop()
+	b, _ := os.ReadFile(tokFile)
+	admin := strings.TrimSpace(string(b))
+	req, _ := http.NewRequest("POST", url+"/api/v1/releases", strings.NewReader(`{"repository": "main", "path": "`+repoDir+`"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("publish = %d %s", resp.StatusCode, body)
+	}
+	want, _ := os.ReadFile(filepath.Join(repoDir, release.MetadataDir, "timestamp.json"))
+	if code, got := get(t, url+"/repo/main/metadata/timestamp.json", ""); code != 200 || !bytes.Equal(got, want) {
+		t.Errorf("GET /repo/main/metadata/timestamp.json = %d, %d bytes; want 200 and the repository's", code, len(got))
 	}
 }

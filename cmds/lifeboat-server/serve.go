@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,12 +18,13 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/server"
+	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
 var serveCommand = cli.Command{
 	Name:     "serve",
-	Usage:    "[--listen=ADDR] [--db=FILE] [--admin-token-file=PATH] [--poll-interval=D] [--poll-jitter=D]",
+	Usage:    "[--listen=ADDR] [--db=FILE] [--admin-token-file=PATH] [--poll-interval=D] [--poll-jitter=D] [--root=ROOT.json [--data=DIR] [--repo-url=URL] [--max-upload=BYTES]]",
 	Synopsis: "serve the fleet API",
 	Run:      runServe,
 }
@@ -41,17 +43,47 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 	adminFile := fs.String("admin-token-file", "", "if the database has no admin token, create one and write it to this file (mode 0600)")
 	interval := fs.Duration("poll-interval", server.DefaultPollInterval, "interval devices are told to poll at")
 	jitter := fs.Duration("poll-jitter", server.DefaultPollJitter, "window over which devices' poll intervals are spread")
+	rootFile := fs.String("root", "", "trusted root metadata (root.json) releases must verify against; without it the server keeps no releases")
+	data := fs.String("data", "lifeboat-data", "directory of the release storage (chunk store, metadata, indexes), with --root")
+	maxUpload := fs.Int64("max-upload", server.DefaultMaxUpload, "largest repository uploaded as a tar stream, in bytes")
+	repoURL := fs.String("repo-url", "", "URL devices read repositories under (a CDN or static server holding a copy of /repo/); default this server's /repo/")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return cli.Usagef("serve takes no arguments")
 	}
+	if *maxUpload < 1 {
+		return cli.Usagef("--max-upload=%d: want 1 or more", *maxUpload)
+	}
+	if *repoURL != "" {
+		u, err := url.Parse(*repoURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return cli.Usagef("--repo-url=%s: want an http or https URL with no query", *repoURL)
+		}
+		if *rootFile == "" {
+			return cli.Usagef("--repo-url needs --root: a server without releases assigns none")
+		}
+	}
 	if *interval < time.Second || *jitter < 0 || *interval+*jitter > api.MaxPollInterval*time.Second {
 		return cli.Usagef("--poll-interval=%s --poll-jitter=%s: want an interval of 1s or more, a jitter of 0 or more, and the two within %s",
 			*interval, *jitter, api.MaxPollInterval*time.Second)
 	}
 	log := slog.New(slog.NewTextHandler(std.Stderr, nil))
+	// The trusted root first: a server that cannot keep releases stops
+	// before it touches the database.
+	opts := []server.Option{server.WithLogger(log), server.WithPollInterval(*interval, *jitter), server.WithMaxUpload(*maxUpload)}
+	if *rootFile != "" {
+		root, err := os.ReadFile(*rootFile)
+		if err != nil {
+			return err
+		}
+		repos, err := repository.Open(*data, root, time.Now)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, server.WithRepositories(repos, *repoURL))
+	}
 	st, err := store.OpenSQLite(ctx, *db)
 	if err != nil {
 		return err
@@ -67,7 +99,7 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 		return err
 	}
 	srv := &http.Server{
-		Handler:           server.New(st, server.WithLogger(log), server.WithPollInterval(*interval, *jitter)),
+		Handler:           server.New(st, opts...),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

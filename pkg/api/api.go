@@ -357,6 +357,8 @@ type Device struct {
 	Status *Status `json:"status,omitempty"`
 	// Attributes is the last inventory; only in a single device's view.
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// Tags are the operators' labels; only in a single device's view.
+	Tags []string `json:"tags,omitempty"`
 }
 
 // DeviceList is a page of devices, in ID order.

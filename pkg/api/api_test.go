@@ -266,7 +266,11 @@ func fuzzDecode[T any, P interface {
 	})
 }
 
-func FuzzDecodeRegistration(f *testing.F) { fuzzDecode[Registration](f, "registration.json") }
-func FuzzDecodeStatus(f *testing.F)       { fuzzDecode[Status](f, "status.json") }
-func FuzzDecodeInventory(f *testing.F)    { fuzzDecode[Inventory](f, "inventory.json") }
-func FuzzDecodePoll(f *testing.F)         { fuzzDecode[Poll](f, "poll.json") }
+func FuzzDecodeRegistration(f *testing.F)  { fuzzDecode[Registration](f, "registration.json") }
+func FuzzDecodeStatus(f *testing.F)        { fuzzDecode[Status](f, "status.json") }
+func FuzzDecodeInventory(f *testing.F)     { fuzzDecode[Inventory](f, "inventory.json") }
+func FuzzDecodePoll(f *testing.F)          { fuzzDecode[Poll](f, "poll.json") }
+func FuzzDecodeTags(f *testing.F)          { fuzzDecode[Tags](f, "tags.json") }
+func FuzzDecodeGroup(f *testing.F)         { fuzzDecode[Group](f, "group.json") }
+func FuzzDecodePublish(f *testing.F)       { fuzzDecode[Publish](f, "publish.json") }
+func FuzzDecodeCreateRollout(f *testing.F) { fuzzDecode[CreateRollout](f, "rollout.json") }

@@ -38,6 +38,19 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
+// repositoryURL is where devices read repository name: under repoURL, or
+// this server's /repo/ as the device reached it.
+func (s *Server) repositoryURL(r *http.Request, name string) string {
+	if s.repoURL != "" {
+		return s.repoURL + "/" + name + "/"
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + "/repo/" + name + "/"
+}
+
 // poll: GET /api/v1/device/poll. The answer carries an ETag over its
 // body; a device that sends it back in If-None-Match gets 304 and no body
 // while its assignment and interval are unchanged.
@@ -48,9 +61,15 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, d store.Device) er
 	if err := s.store.Seen(r.Context(), d.ID, s.now().UTC()); err != nil {
 		return storeError(err)
 	}
-	// Releases and rollouts come with the next slice of the server: until
-	// then no release is ever assigned.
-	b, err := json.Marshal(api.Poll{Release: nil, IntervalSeconds: s.pollInterval(d.ID)})
+	p := api.Poll{IntervalSeconds: s.pollInterval(d.ID)}
+	a, err := s.store.Assignment(r.Context(), d.ID)
+	if err != nil {
+		return err
+	}
+	if a != nil {
+		p.Release = &api.Release{Version: a.Version, RepositoryURL: s.repositoryURL(r, a.Repository)}
+	}
+	b, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/filter"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
@@ -34,6 +35,7 @@ func deviceView(d store.Device) api.Device {
 		Revoked:          optTime(d.RevokedAt),
 		Status:           d.Status,
 		Attributes:       d.Attributes,
+		Tags:             d.Tags,
 	}
 }
 
@@ -92,9 +94,10 @@ func intParam(q map[string]string, name string, def, min, max int64) (int64, err
 	return n, nil
 }
 
-// listDevices: GET /api/v1/devices?limit=N&after=ID.
+// listDevices: GET /api/v1/devices?q=FILTER&limit=N&after=ID, the
+// devices FILTER (all, without it) matches.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
-	q, err := query(r, "limit", "after")
+	q, err := query(r, "q", "limit", "after")
 	if err != nil {
 		return err
 	}
@@ -108,9 +111,15 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, _ store.Ope
 			return badRequest(err)
 		}
 	}
-	ds, err := s.store.ListDevices(r.Context(), after, int(limit)+1)
+	var e filter.Expr
+	if text, ok := q["q"]; ok {
+		if e, err = parseFilter("q", text); err != nil {
+			return err
+		}
+	}
+	ds, err := s.store.SearchDevices(r.Context(), e, s.now().UTC(), after, int(limit)+1)
 	if err != nil {
-		return err
+		return storeError(err)
 	}
 	list := api.DeviceList{Devices: []api.Device{}}
 	if len(ds) > int(limit) {

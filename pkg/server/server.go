@@ -3,13 +3,19 @@
 //
 // Two kinds of client call it, each with a bearer token of its own:
 //
-//   - operators (/api/v1/devices, /api/v1/audit), whose tokens carry a
-//     role: viewer < operator < admin. Every change they make is written to
-//     the audit log with the change itself.
-//   - devices (/api/v1/device/...), which poll for the release assigned to
-//     them and report their status and inventory. A device is known by its
-//     token alone: no path names a device, so no device can address
-//     another's data.
+//   - operators (/api/v1/devices, groups, releases, rollouts, audit),
+//     whose tokens carry a role: viewer < operator < admin. They search
+//     devices with pkg/server/filter's language, tag and group them,
+//     publish releases and run rollouts. Every change they make is written
+//     to the audit log with the change itself.
+//   - devices (/api/v1/device/...), which poll for the release their
+//     rollout's wave assigns them and report their status and inventory;
+//     a status report moves the device in its rollout, and the rollout's
+//     thresholds are applied on it. A device is known by its token alone:
+//     no path names a device, so no device can address another's data.
+//
+// With WithRepositories, the server also keeps the releases' repositories
+// (pkg/server/repository) and serves them to devices at /repo/.
 //
 // The server keeps only the SHA-256 of each token. Request bodies are JSON
 // (Content-Type application/json), at most api.MaxBodySize bytes, decoded
@@ -28,6 +34,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
@@ -39,12 +46,15 @@ const (
 
 // Server is the fleet server's API.
 type Server struct {
-	store    store.Store
-	log      *slog.Logger
-	now      func() time.Time
-	interval time.Duration
-	jitter   time.Duration
-	mux      *http.ServeMux
+	store     store.Store
+	log       *slog.Logger
+	now       func() time.Time
+	interval  time.Duration
+	jitter    time.Duration
+	mux       *http.ServeMux
+	repos     *repository.Repositories
+	repoURL   string
+	maxUpload int64
 }
 
 // Option sets an optional setting of New.
@@ -64,15 +74,30 @@ func WithPollInterval(interval, jitter time.Duration) Option {
 	return func(s *Server) { s.interval, s.jitter = interval, jitter }
 }
 
+// WithRepositories keeps releases in repos, serves them at /repo/, and
+// tells devices to read them at repoURL/NAME/ (a CDN or static server
+// holding a copy of /repo/), or at this server's /repo/NAME/ when repoURL
+// is "".
+func WithRepositories(repos *repository.Repositories, repoURL string) Option {
+	return func(s *Server) { s.repos, s.repoURL = repos, strings.TrimSuffix(repoURL, "/") }
+}
+
+// DefaultMaxUpload bounds a repository uploaded as a tar stream.
+const DefaultMaxUpload = 16 << 30
+
+// WithMaxUpload bounds the size of a repository uploaded as a tar stream.
+func WithMaxUpload(n int64) Option { return func(s *Server) { s.maxUpload = n } }
+
 // New returns the API over st.
 func New(st store.Store, opts ...Option) *Server {
 	s := &Server{
-		store:    st,
-		log:      slog.New(slog.DiscardHandler),
-		now:      time.Now,
-		interval: DefaultPollInterval,
-		jitter:   DefaultPollJitter,
-		mux:      http.NewServeMux(),
+		store:     st,
+		log:       slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		interval:  DefaultPollInterval,
+		jitter:    DefaultPollJitter,
+		mux:       http.NewServeMux(),
+		maxUpload: DefaultMaxUpload,
 	}
 	for _, o := range opts {
 		o(s)
@@ -81,10 +106,29 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("GET /api/v1/devices", s.operator(store.Viewer, "list devices", s.listDevices))
 	s.mux.Handle("GET /api/v1/devices/{id}", s.operator(store.Viewer, "read devices", s.getDevice))
 	s.mux.Handle("POST /api/v1/devices/{id}/revoke", s.operator(store.Operator, "revoke devices", s.revokeDevice))
+	s.mux.Handle("PUT /api/v1/devices/{id}/tags", s.operator(store.Operator, "tag devices", s.setTags))
+	s.mux.Handle("GET /api/v1/devices/{id}/timeline", s.operator(store.Viewer, "read devices", s.timeline))
+	s.mux.Handle("POST /api/v1/groups", s.operator(store.Operator, "create groups", s.createGroup))
+	s.mux.Handle("GET /api/v1/groups", s.operator(store.Viewer, "read groups", s.listGroups))
+	s.mux.Handle("DELETE /api/v1/groups/{name}", s.operator(store.Operator, "delete groups", s.deleteGroup))
+	s.mux.Handle("POST /api/v1/releases", s.operator(store.Operator, "publish releases", s.publish))
+	s.mux.Handle("GET /api/v1/releases", s.operator(store.Viewer, "read releases", s.listReleases))
+	s.mux.Handle("DELETE /api/v1/releases/{board}/{version}", s.operator(store.Admin, "delete releases", s.deleteRelease))
+	s.mux.Handle("POST /api/v1/rollouts", s.operator(store.Operator, "start rollouts", s.createRollout))
+	s.mux.Handle("GET /api/v1/rollouts", s.operator(store.Viewer, "read rollouts", s.listRollouts))
+	s.mux.Handle("GET /api/v1/rollouts/{id}", s.operator(store.Viewer, "read rollouts", s.getRollout))
+	s.mux.Handle("GET /api/v1/rollouts/{id}/devices", s.operator(store.Viewer, "read rollouts", s.rolloutDevices))
+	for _, t := range []store.Transition{store.Start, store.Pause, store.Resume, store.Cancel} {
+		s.mux.Handle("POST /api/v1/rollouts/{id}/"+t.Name, s.operator(store.Operator, t.Name+" rollouts", s.rolloutAction(t)))
+	}
 	s.mux.Handle("GET /api/v1/audit", s.operator(store.Admin, "read the audit log", s.audit))
 	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
 	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
+	if s.repos != nil {
+		// Static files, for devices and CDNs: plain-text errors.
+		s.mux.Handle("GET /repo/", http.StripPrefix("/repo", s.repos.Handler()))
+	}
 	return s
 }
 
@@ -154,8 +198,10 @@ func storeError(err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return &refusal{http.StatusNotFound, api.CodeNotFound, err.Error()}
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked):
+	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrRevoked), errors.Is(err, store.ErrInUse), errors.Is(err, store.ErrState):
 		return &refusal{http.StatusConflict, api.CodeConflict, err.Error()}
+	case errors.Is(err, store.ErrBadFilter), errors.Is(err, store.ErrNoDevices), errors.Is(err, repository.ErrRefused), errors.Is(err, api.ErrInvalid):
+		return &refusal{http.StatusBadRequest, api.CodeBadRequest, err.Error()}
 	}
 	return err
 }

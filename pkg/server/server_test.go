@@ -135,27 +135,60 @@ func decodeJSON(t *testing.T, w *httptest.ResponseRecorder, v any) {
 // snapshot is everything a request could change: every device whole, the
 // audit log.
 type snapshot struct {
-	Devices []store.Device
-	Events  []store.Event
+	Devices  []store.Device
+	Reports  map[string][]store.Report
+	Events   []store.Event
+	Groups   []store.Group
+	Releases []store.Release
+	Rollouts []rolloutSnapshot
+}
+
+type rolloutSnapshot struct {
+	Rollout store.Rollout
+	Waves   []store.WaveProgress
+	Devices []store.RolloutDevice
 }
 
 func (f *fixture) snapshot() snapshot {
 	f.t.Helper()
 	ctx := context.Background()
-	ds, err := f.st.ListDevices(ctx, "", 1000)
+	ds, err := f.st.SearchDevices(ctx, nil, t0, "", 1000)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	var s snapshot
+	s := snapshot{Reports: map[string][]store.Report{}}
 	for _, d := range ds {
 		full, err := f.st.Device(ctx, d.ID)
 		if err != nil {
 			f.t.Fatal(err)
 		}
 		s.Devices = append(s.Devices, full)
+		if s.Reports[d.ID], err = f.st.Timeline(ctx, d.ID, 0, 1000); err != nil {
+			f.t.Fatal(err)
+		}
 	}
 	if s.Events, err = f.st.Events(ctx, 0, 1000); err != nil {
 		f.t.Fatal(err)
+	}
+	if s.Groups, err = f.st.Groups(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	if s.Releases, err = f.st.Releases(ctx); err != nil {
+		f.t.Fatal(err)
+	}
+	ros, err := f.st.Rollouts(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, ro := range ros {
+		var rs rolloutSnapshot
+		if rs.Rollout, rs.Waves, err = f.st.Rollout(ctx, ro.ID); err != nil {
+			f.t.Fatal(err)
+		}
+		if rs.Devices, err = f.st.RolloutDevices(ctx, ro.ID); err != nil {
+			f.t.Fatal(err)
+		}
+		s.Rollouts = append(s.Rollouts, rs)
 	}
 	return s
 }

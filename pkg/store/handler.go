@@ -89,7 +89,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	id, err := parseChunkPath(r.URL.Path)
+	id, err := ParseChunkPath(r.URL.Path)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -181,8 +181,8 @@ func (h *handler) fail(w http.ResponseWriter, r *http.Request, id chunk.ID, err 
 	}
 }
 
-// parseChunkPath parses "/abcd/abcd….cacnk" strictly.
-func parseChunkPath(p string) (chunk.ID, error) {
+// ParseChunkPath parses "/abcd/abcd….cacnk" strictly.
+func ParseChunkPath(p string) (chunk.ID, error) {
 	const idLen = 2 * len(chunk.ID{})
 	bad := func(why string) (chunk.ID, error) {
 		return chunk.ID{}, fmt.Errorf("bad chunk path %q: %s (want /xxxx/<%d hex digits>%s)", p, why, idLen, chunkExt)

@@ -165,16 +165,16 @@ func FuzzHandlerPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		id, err := parseChunkPath(p)
+		id, err := ParseChunkPath(p)
 		if err != nil {
 			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("parseChunkPath(%q) error %q spans lines", p, err)
+				t.Errorf("ParseChunkPath(%q) error %q spans lines", p, err)
 			}
 			return
 		}
 		// Anything accepted is exactly the canonical path of its ID.
 		if got := chunkPath(id); got != p {
-			t.Errorf("parseChunkPath(%q) = %s, whose path is %q", p, id, got)
+			t.Errorf("ParseChunkPath(%q) = %s, whose path is %q", p, id, got)
 		}
 	})
 }

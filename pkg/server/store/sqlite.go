@@ -168,7 +168,11 @@ func (s *SQLite) Device(ctx context.Context, id string) (Device, error) {
 		}
 		d.Attributes[k] = v
 	}
-	return d, rows.Err()
+	if err := rows.Err(); err != nil {
+		return Device{}, err
+	}
+	d.Tags, err = strs(ctx, s.db, `SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag`, id)
+	return d, err
 }
 
 // DeviceByToken implements Devices.
@@ -178,24 +182,6 @@ func (s *SQLite) DeviceByToken(ctx context.Context, tokenSHA256 string) (Device,
 		return Device{}, fmt.Errorf("device token: %w", ErrNotFound)
 	}
 	return d, err
-}
-
-// ListDevices implements Devices.
-func (s *SQLite) ListDevices(ctx context.Context, after string, limit int) ([]Device, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list devices: %w", err)
-	}
-	defer rows.Close()
-	var ds []Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, err
-		}
-		ds = append(ds, d)
-	}
-	return ds, rows.Err()
 }
 
 // revoke sets revoked_at on the row of table whose column is key, telling
@@ -251,14 +237,27 @@ func (s *SQLite) Seen(ctx context.Context, id string, at time.Time) error {
 	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2 WHERE id = $1`, at.UnixNano())
 }
 
-// ReportStatus implements Reports.
+// ReportStatus implements Reports. The report goes to the device's
+// timeline too, and moves the device in its rollout, in the same
+// transaction.
 func (s *SQLite) ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
-		at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b))
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
+			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
+			return fmt.Errorf("device %s report: %w", id, err)
+		}
+		if err := reportToRollout(ctx, tx, id, st, at); err != nil {
+			return fmt.Errorf("device %s rollout: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // ReportInventory implements Reports.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,7 +146,8 @@ func TestFailingMigrationRollsBack(t *testing.T) {
 	if _, err := openSQLite(ctx, path, bad); err == nil || !strings.Contains(err.Error(), "0002_broken") {
 		t.Fatalf("open with a failing migration = %v, want an error naming 0002_broken", err)
 	}
-	s, err := OpenSQLite(ctx, path)
+	// Opened with the first migration alone, so that nothing is applied.
+	s, err := openSQLite(ctx, path, fstest.MapFS{"migrations/0001_init.sql": {Data: first}})
 	if err != nil {
 		t.Fatalf("open after the failed migration: %v", err)
 	}
@@ -160,12 +162,17 @@ func TestFailingMigrationRollsBack(t *testing.T) {
 
 func TestNewerDatabaseRefused(t *testing.T) {
 	ctx := context.Background()
-	first, _ := migrations.ReadFile("migrations/0001_init.sql")
 	path := filepath.Join(t.TempDir(), "fleet.db")
-	newer := fstest.MapFS{
-		"migrations/0001_init.sql": {Data: first},
-		"migrations/0002_more.sql": {Data: []byte("CREATE TABLE more (x INTEGER);")},
+	ms, err := loadMigrations(migrations)
+	if err != nil {
+		t.Fatal(err)
 	}
+	// This server's migrations and one more.
+	newer := fstest.MapFS{}
+	for _, m := range ms {
+		newer[fmt.Sprintf("migrations/%04d_%s.sql", m.version, m.name)] = &fstest.MapFile{Data: []byte(m.sql)}
+	}
+	newer[fmt.Sprintf("migrations/%04d_more.sql", len(ms)+1)] = &fstest.MapFile{Data: []byte("CREATE TABLE more (x INTEGER);")}
 	s, err := openSQLite(ctx, path, newer)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +250,7 @@ func TestDevices(t *testing.T) {
 	}
 }
 
-func TestListDevicesPages(t *testing.T) {
+func TestSearchDevicesPages(t *testing.T) {
 	ctx := context.Background()
 	s := open(t)
 	for i, id := range []string{"c", "a", "e", "b", "d"} {
@@ -254,7 +261,7 @@ func TestListDevicesPages(t *testing.T) {
 	var got []string
 	after := ""
 	for {
-		page, err := s.ListDevices(ctx, after, 2)
+		page, err := s.SearchDevices(ctx, nil, time.Time{}, after, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,5 +1,6 @@
 // Package store is the fleet server's storage: devices and their
-// attributes, operator tokens and the audit log, behind one interface.
+// attributes, tags and groups, their status reports, releases and
+// rollouts, operator tokens and the audit log, behind one interface.
 //
 // SQLite (pure Go, modernc.org/sqlite) is the implementation today. The SQL
 // is written to run on PostgreSQL too ($N placeholders, which the SQLite
@@ -45,9 +46,12 @@ type Device struct {
 	InstalledVersion string
 	// Status is the last status report, nil before the first.
 	Status *api.Status
-	// Attributes is the last inventory. Device fills it; ListDevices
+	// Attributes is the last inventory. Device fills it; SearchDevices
 	// leaves it nil.
 	Attributes map[string]string
+	// Tags are the operators' labels, sorted. Device fills them;
+	// SearchDevices leaves them nil.
+	Tags []string
 }
 
 // Role is what an operator may do; each role may do what the ones below it
@@ -56,9 +60,9 @@ type Role string
 
 // The roles, lowest first.
 const (
-	Viewer   Role = "viewer"   // read devices
-	Operator Role = "operator" // register and revoke devices
-	Admin    Role = "admin"    // read the audit log
+	Viewer   Role = "viewer"   // read devices, groups, releases, rollouts
+	Operator Role = "operator" // register, revoke and tag devices; groups, releases, rollouts
+	Admin    Role = "admin"    // read the audit log, delete releases
 )
 
 // Rank orders roles: a higher rank may do all a lower one may. An unknown
@@ -106,9 +110,6 @@ type Devices interface {
 	// DeviceByToken returns the device whose token has the SHA-256
 	// tokenSHA256 (revoked or not), or ErrNotFound.
 	DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error)
-	// ListDevices returns up to limit devices with IDs after after, in
-	// ID order.
-	ListDevices(ctx context.Context, after string, limit int) ([]Device, error)
 	// RevokeDevice revokes id's token at ev.At, recording ev:
 	// ErrNotFound, or ErrRevoked when it is already.
 	RevokeDevice(ctx context.Context, id string, ev Event) error
@@ -152,5 +153,6 @@ type Store interface {
 	Reports
 	Operators
 	Audit
+	Fleet
 	Close() error
 }

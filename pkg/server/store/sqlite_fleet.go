@@ -1,0 +1,569 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/filter"
+)
+
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// groupLookup reads groups for filter.Compile.
+func groupLookup(ctx context.Context, q querier) filter.GroupLookup {
+	return func(name string) (string, bool, error) {
+		var f sql.NullString
+		err := q.QueryRowContext(ctx, `SELECT filter FROM device_groups WHERE name = $1`, name).Scan(&f)
+		if errors.Is(err, sql.ErrNoRows) {
+			return "", false, fmt.Errorf("%w: no such group", ErrBadFilter)
+		}
+		if err != nil {
+			return "", false, err
+		}
+		return f.String, !f.Valid, nil
+	}
+}
+
+// compileFilter compiles e with its placeholders from $first; nil is
+// every device.
+func compileFilter(ctx context.Context, q querier, e filter.Expr, now time.Time, first int) (filter.SQL, error) {
+	if e == nil {
+		return filter.SQL{Where: "1 = 1"}, nil
+	}
+	c, err := filter.Compile(e, now, first, groupLookup(ctx, q))
+	var fe *filter.Error
+	if errors.As(err, &fe) && !errors.Is(err, ErrBadFilter) {
+		err = fmt.Errorf("%w: %w", ErrBadFilter, err)
+	}
+	return c, err
+}
+
+// SearchDevices implements Fleet.
+func (s *SQLite) SearchDevices(ctx context.Context, e filter.Expr, now time.Time, after string, limit int) ([]Device, error) {
+	c, err := compileFilter(ctx, s.db, e, now, 3)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id > $1 AND `+c.Where+` ORDER BY id LIMIT $2`,
+		append([]any{after, limit}, c.Args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("search devices: %w", err)
+	}
+	defer rows.Close()
+	var ds []Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
+}
+
+func strs(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// SetTags implements Fleet.
+func (s *SQLite) SetTags(ctx context.Context, id string, tags []string, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := exists(ctx, tx, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM device_tags WHERE device_id = $1`, id); err != nil {
+			return err
+		}
+		for _, t := range tags {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO device_tags (device_id, tag) VALUES ($1, $2)`, id, t); err != nil {
+				return fmt.Errorf("device %s tag %s: %w", id, t, err)
+			}
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+func exists(ctx context.Context, q querier, id string) error {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE id = $1`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("device %s: %w", id, ErrNotFound)
+	}
+	return err
+}
+
+// CreateGroup implements Fleet.
+func (s *SQLite) CreateGroup(ctx context.Context, g Group, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		f := sql.NullString{String: g.Filter, Valid: g.Filter != ""}
+		_, err := tx.ExecContext(ctx, `INSERT INTO device_groups (name, filter, created) VALUES ($1, $2, $3)`, g.Name, f, g.Created.UnixNano())
+		if isUniqueViolation(err) {
+			return fmt.Errorf("group %s: %w", g.Name, ErrExists)
+		}
+		if err != nil {
+			return err
+		}
+		for _, id := range g.Members {
+			if err := exists(ctx, tx, id); err != nil {
+				return fmt.Errorf("group %s: %w", g.Name, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO group_members (group_name, device_id) VALUES ($1, $2)`, g.Name, id); err != nil {
+				return fmt.Errorf("group %s member %s: %w", g.Name, id, err)
+			}
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// Groups implements Fleet.
+func (s *SQLite) Groups(ctx context.Context) ([]Group, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name, filter, created FROM device_groups ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("groups: %w", err)
+	}
+	var gs []Group
+	for rows.Next() {
+		var (
+			g       Group
+			f       sql.NullString
+			created sql.NullInt64
+		)
+		if err := rows.Scan(&g.Name, &f, &created); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		g.Filter, g.Created = f.String, fromNanos(created)
+		gs = append(gs, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range gs {
+		if gs[i].Filter != "" {
+			continue
+		}
+		if gs[i].Members, err = strs(ctx, s.db, `SELECT device_id FROM group_members WHERE group_name = $1 ORDER BY device_id`, gs[i].Name); err != nil {
+			return nil, err
+		}
+	}
+	return gs, nil
+}
+
+// DeleteGroup implements Fleet.
+func (s *SQLite) DeleteGroup(ctx context.Context, name string, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM device_groups WHERE name = $1`, name)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return fmt.Errorf("group %s: %w", name, ErrNotFound)
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// Timeline implements Fleet.
+func (s *SQLite) Timeline(ctx context.Context, id string, after int64, limit int) ([]Report, error) {
+	if err := exists(ctx, s.db, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, status FROM status_reports WHERE device_id = $1 AND id > $2 ORDER BY id LIMIT $3`, id, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("device %s timeline: %w", id, err)
+	}
+	defer rows.Close()
+	var rs []Report
+	for rows.Next() {
+		var (
+			r  Report
+			at sql.NullInt64
+			st string
+		)
+		if err := rows.Scan(&r.ID, &at, &st); err != nil {
+			return nil, err
+		}
+		r.At = fromNanos(at)
+		if err := json.Unmarshal([]byte(st), &r.Status); err != nil {
+			return nil, fmt.Errorf("device %s report %d: %w", id, r.ID, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, rows.Err()
+}
+
+// AddReleases implements Fleet.
+func (s *SQLite) AddReleases(ctx context.Context, rs []Release, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range rs {
+			idx, _ := json.Marshal(r.Indexes)
+			_, err := tx.ExecContext(ctx, `INSERT INTO releases (board, version, repository, created, indexes) VALUES ($1, $2, $3, $4, $5)`,
+				r.Board, r.Version, r.Repository, r.Created.UnixNano(), string(idx))
+			if isUniqueViolation(err) {
+				return fmt.Errorf("release %s %s: %w", r.Board, r.Version, ErrExists)
+			}
+			if err != nil {
+				return fmt.Errorf("release %s %s: %w", r.Board, r.Version, err)
+			}
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// Releases implements Fleet.
+func (s *SQLite) Releases(ctx context.Context) ([]Release, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT board, version, repository, created, indexes FROM releases ORDER BY board, version`)
+	if err != nil {
+		return nil, fmt.Errorf("releases: %w", err)
+	}
+	defer rows.Close()
+	var rs []Release
+	for rows.Next() {
+		var (
+			r       Release
+			created sql.NullInt64
+			idx     string
+		)
+		if err := rows.Scan(&r.Board, &r.Version, &r.Repository, &created, &idx); err != nil {
+			return nil, err
+		}
+		r.Created = fromNanos(created)
+		if err := json.Unmarshal([]byte(idx), &r.Indexes); err != nil {
+			return nil, fmt.Errorf("release %s %s indexes: %w", r.Board, r.Version, err)
+		}
+		rs = append(rs, r)
+	}
+	return rs, rows.Err()
+}
+
+// DeleteRelease implements Fleet.
+func (s *SQLite) DeleteRelease(ctx context.Context, board, version string, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM rollouts WHERE board = $1 AND version = $2 AND state IN ('created', 'running', 'paused') ORDER BY id LIMIT 1`, board, version).Scan(&id)
+		if err == nil {
+			return fmt.Errorf("release %s %s: %w by rollout %d, which is active: cancel it first", board, version, ErrInUse, id)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM releases WHERE board = $1 AND version = $2`, board, version)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return fmt.Errorf("release %s %s: %w", board, version, ErrNotFound)
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// waveOrder is the order devices fill waves in: by the SHA-256 of their
+// IDs, so that it is fixed and spread over the fleet whatever the IDs.
+func waveOrder(ids []string) {
+	key := func(id string) string { h := sha256.Sum256([]byte(id)); return string(h[:]) }
+	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(key(a), key(b)) })
+}
+
+// CreateRollout implements Fleet.
+func (s *SQLite) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, ev Event) (Rollout, error) {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM releases WHERE board = $1 AND version = $2`, r.Board, r.Version).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("release %s %s: %w", r.Board, r.Version, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		c, err := compileFilter(ctx, tx, target, r.Created, 2)
+		if err != nil {
+			return err
+		}
+		ids, err := strs(ctx, tx, `SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where+` ORDER BY id`,
+			append([]any{r.Board}, c.Args...)...)
+		if err != nil {
+			return fmt.Errorf("rollout target: %w", err)
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("target %q: %w of board %s that is not revoked", r.Target, ErrNoDevices, r.Board)
+		}
+		for _, id := range ids {
+			var other int64
+			err := tx.QueryRowContext(ctx, `SELECT r.id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+				WHERE d.device_id = $1 AND r.state IN ('created', 'running', 'paused')`, id).Scan(&other)
+			if err == nil {
+				return fmt.Errorf("device %s is in rollout %d, which is active: %w", id, other, ErrState)
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+		}
+		waveOrder(ids)
+		r.Sizes = ResolveWaves(r.Waves, len(ids))
+		r.State, r.OpenWave, r.Updated = Created, 0, r.Created
+		waves, _ := json.Marshal(struct {
+			Waves []Wave
+			Sizes []int
+		}{r.Waves, r.Sizes})
+		err = tx.QueryRowContext(ctx, `INSERT INTO rollouts (board, version, target, waves, success_threshold, error_threshold, state, open_wave, created, updated, reason)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+			r.Board, r.Version, r.Target, string(waves), r.SuccessThreshold, r.ErrorThreshold, string(r.State), r.OpenWave,
+			r.Created.UnixNano(), r.Updated.UnixNano(), r.Reason).Scan(&r.ID)
+		if err != nil {
+			return fmt.Errorf("rollout: %w", err)
+		}
+		next := 0
+		for wave, size := range r.Sizes {
+			for _, id := range ids[next : next+size] {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated) VALUES ($1, $2, $3, $4, $5)`,
+					r.ID, id, wave, string(Assigned), r.Created.UnixNano()); err != nil {
+					return fmt.Errorf("rollout %d device %s: %w", r.ID, id, err)
+				}
+			}
+			next += size
+		}
+		ev.Target = fmt.Sprint(r.ID)
+		return record(ctx, tx, ev)
+	})
+	return r, err
+}
+
+const rolloutColumns = `id, board, version, target, waves, success_threshold, error_threshold, state, open_wave, created, updated, reason`
+
+func scanRollout(row scanner) (Rollout, error) {
+	var (
+		r                Rollout
+		waves, state     string
+		created, updated sql.NullInt64
+	)
+	err := row.Scan(&r.ID, &r.Board, &r.Version, &r.Target, &waves, &r.SuccessThreshold, &r.ErrorThreshold, &state, &r.OpenWave, &created, &updated, &r.Reason)
+	if err != nil {
+		return r, err
+	}
+	var w struct {
+		Waves []Wave
+		Sizes []int
+	}
+	if err := json.Unmarshal([]byte(waves), &w); err != nil {
+		return r, fmt.Errorf("rollout %d waves: %w", r.ID, err)
+	}
+	r.Waves, r.Sizes, r.State, r.Created, r.Updated = w.Waves, w.Sizes, RolloutState(state), fromNanos(created), fromNanos(updated)
+	return r, nil
+}
+
+// rolloutProgress reads rollout id and counts its waves' devices.
+func rolloutProgress(ctx context.Context, q querier, id int64) (Rollout, []WaveProgress, error) {
+	r, err := scanRollout(q.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, nil, err
+	}
+	waves := make([]WaveProgress, len(r.Sizes))
+	for i, n := range r.Sizes {
+		waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
+	}
+	rows, err := q.QueryContext(ctx, `SELECT wave, state, COUNT(*) FROM rollout_devices WHERE rollout_id = $1 GROUP BY wave, state`, id)
+	if err != nil {
+		return r, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			wave, n int
+			state   string
+		)
+		if err := rows.Scan(&wave, &state, &n); err != nil {
+			return r, nil, err
+		}
+		if wave < 0 || wave >= len(waves) {
+			return r, nil, fmt.Errorf("rollout %d: device in wave %d of %d", id, wave, len(waves))
+		}
+		switch DeviceState(state) {
+		case Assigned:
+			waves[wave].Assigned = n
+		case Installing:
+			waves[wave].Installing = n
+		case Succeeded:
+			waves[wave].Succeeded = n
+		case Failed:
+			waves[wave].Failed = n
+		}
+	}
+	return r, waves, rows.Err()
+}
+
+// evaluate applies advance to rollout id and stores what changed.
+func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout, error) {
+	r, waves, err := rolloutProgress(ctx, tx, id)
+	if err != nil {
+		return r, err
+	}
+	state, open, reason := advance(r, waves)
+	if state == r.State && open == r.OpenWave {
+		return r, nil
+	}
+	r.State, r.OpenWave, r.Reason, r.Updated = state, open, reason, now
+	_, err = tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, open_wave = $3, reason = $4, updated = $5 WHERE id = $1`,
+		id, string(state), open, reason, now.UnixNano())
+	return r, err
+}
+
+// Rollout implements Fleet.
+func (s *SQLite) Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress, error) {
+	return rolloutProgress(ctx, s.db, id)
+}
+
+// RolloutDevices implements Fleet.
+func (s *SQLite) RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM rollouts WHERE id = $1`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT device_id, wave, state, updated FROM rollout_devices WHERE rollout_id = $1 ORDER BY wave, device_id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("rollout %d devices: %w", id, err)
+	}
+	defer rows.Close()
+	var ds []RolloutDevice
+	for rows.Next() {
+		var (
+			d       RolloutDevice
+			state   string
+			updated sql.NullInt64
+		)
+		if err := rows.Scan(&d.DeviceID, &d.Wave, &state, &updated); err != nil {
+			return nil, err
+		}
+		d.State, d.Updated = DeviceState(state), fromNanos(updated)
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
+}
+
+// Rollouts implements Fleet.
+func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts ORDER BY id DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("rollouts: %w", err)
+	}
+	defer rows.Close()
+	var rs []Rollout
+	for rows.Next() {
+		r, err := scanRollout(rows)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+	}
+	return rs, rows.Err()
+}
+
+// SetRolloutState implements Fleet.
+func (s *SQLite) SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error) {
+	var r Rollout
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		cur, _, err := rolloutProgress(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(t.From, cur.State) {
+			return fmt.Errorf("rollout %d is %s: %w to %s", id, cur.State, ErrState, t.Name)
+		}
+		reason := ""
+		if t.To != Running {
+			reason = string(t.To) + " by " + ev.Actor
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, reason = $3, updated = $4 WHERE id = $1`,
+			id, string(t.To), reason, ev.At.UnixNano()); err != nil {
+			return err
+		}
+		if r, err = evaluate(ctx, tx, id, ev.At); err != nil {
+			return err
+		}
+		return record(ctx, tx, ev)
+	})
+	return r, err
+}
+
+// Assignment implements Fleet. A device gets the release of its newest
+// rollout once its wave is open, while the rollout runs or after it
+// completed; a rollout paused, halted or cancelled keeps it only for a
+// device already installing, so that it can finish.
+func (s *SQLite) Assignment(ctx context.Context, id string) (*Assignment, error) {
+	var a Assignment
+	err := s.db.QueryRowContext(ctx, `SELECT r.id, r.board, r.version, rel.repository
+		FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id JOIN releases rel ON rel.board = r.board AND rel.version = r.version
+		WHERE d.device_id = $1 AND d.wave <= r.open_wave
+		  AND (r.state IN ('running', 'completed') OR d.state = 'installing')
+		ORDER BY r.id DESC LIMIT 1`, id).Scan(&a.RolloutID, &a.Board, &a.Version, &a.Repository)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("device %s assignment: %w", id, err)
+	}
+	return &a, nil
+}
+
+// reportToRollout moves device id in its newest rollout that runs, is
+// paused or completed (whose devices still have the release, and may
+// retry), by st, and applies the rollout's policy.
+func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) error {
+	var (
+		rid     int64
+		version string
+		state   string
+	)
+	err := tx.QueryRowContext(ctx, `SELECT r.id, r.version, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused', 'completed')
+		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	to := deviceState(st, version)
+	if to == "" || to == DeviceState(state) || DeviceState(state) == Succeeded {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rollout_devices SET state = $3, updated = $4 WHERE rollout_id = $1 AND device_id = $2`,
+		rid, id, string(to), at.UnixNano()); err != nil {
+		return err
+	}
+	_, err = evaluate(ctx, tx, rid, at)
+	return err
+}
