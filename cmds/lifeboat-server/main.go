@@ -6,16 +6,20 @@
 //
 // Synopsis:
 //
-//	lifeboat-server [serve] [--listen=127.0.0.1:8080] [--db=lifeboat.db]
+//	lifeboat-server [serve] [--listen=127.0.0.1:8080] [--db=lifeboat.db|postgres://…]
 //	                [--admin-token-file=PATH] [--poll-interval=5m] [--poll-jitter=1m]
 //	                [--root=ROOT.json [--data=lifeboat-data] [--repo-url=URL] [--max-upload=BYTES]]
 //	lifeboat-server token create [--db=lifeboat.db] --role=viewer|operator|admin --name=NAME
 //	lifeboat-server token revoke [--db=lifeboat.db] --name=NAME
 //
-// serve (the default when the first argument is a flag) opens the SQLite
-// database, creating it and bringing its schema up to date, and serves the
-// API over HTTP until SIGTERM or SIGINT, then lets requests in flight
-// finish. With --admin-token-file, a database that holds no admin token
+// --db is the path of a SQLite database file, or the URL of a PostgreSQL
+// database (postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=…); see
+// docs/server.md.
+//
+// serve (the default when the first argument is a flag) opens the
+// database, creating a SQLite file if missing, brings its schema up to
+// date, and serves the API over HTTP until SIGTERM or SIGINT, then lets
+// requests in flight finish. With --admin-token-file, a database that holds no admin token
 // gets one, written to that file (mode 0600) for the first operator to
 // sign in with; a database that has one is left alone. With --root, the
 // server keeps releases in --data: repositories are verified against that

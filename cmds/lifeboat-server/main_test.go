@@ -20,6 +20,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
 func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -139,9 +140,10 @@ func get(t *testing.T, url, token string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func TestServeBootstrapsAdmin(t *testing.T) {
-	dir := t.TempDir()
-	db, tokFile := filepath.Join(dir, "fleet.db"), filepath.Join(dir, "admin.token")
+func TestServeBootstrapsAdmin(t *testing.T) { storetest.Run(t, testServeBootstrapsAdmin) }
+
+func testServeBootstrapsAdmin(t *testing.T, db string) {
+	tokFile := filepath.Join(t.TempDir(), "admin.token")
 	url, stop := serve(t, "--db="+db, "--admin-token-file="+tokFile)
 	b, err := os.ReadFile(tokFile)
 	if err != nil || !tokenRE.Match(b) {

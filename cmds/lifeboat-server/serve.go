@@ -34,7 +34,7 @@ var serveCommand = cli.Command{
 const shutdownGrace = 10 * time.Second
 
 func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("db", "lifeboat.db", "SQLite database file (created if missing)")
+	return fs.String("db", "lifeboat.db", "SQLite database file (created if missing), or the postgres:// URL of a PostgreSQL database")
 }
 
 func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
@@ -84,7 +84,7 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 		}
 		opts = append(opts, server.WithRepositories(repos, *repoURL))
 	}
-	st, err := store.OpenSQLite(ctx, *db)
+	st, err := store.Open(ctx, *db)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func runTokenCreate(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []st
 	if err := checkName(*name); err != nil {
 		return err
 	}
-	st, err := store.OpenSQLite(ctx, *db)
+	st, err := store.Open(ctx, *db)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func runTokenRevoke(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []st
 	if err := checkName(*name); err != nil {
 		return err
 	}
-	st, err := store.OpenSQLite(ctx, *db)
+	st, err := store.Open(ctx, *db)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
 // search lists the IDs of the devices q matches, through every page.
@@ -38,8 +39,10 @@ func (f *fixture) search(q string) ([]string, *httptest.ResponseRecorder) {
 	}
 }
 
-func TestSearch(t *testing.T) {
-	f := newFixture(t)
+func TestSearch(t *testing.T) { storetest.Run(t, testSearch) }
+
+func testSearch(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	ctx := context.Background()
 	const js = "application/json"
 	// dev-x: site depot-3, tags field and north, failed an hour ago.
@@ -119,8 +122,10 @@ func TestSearch(t *testing.T) {
 	}
 }
 
-func TestTimeline(t *testing.T) {
-	f := newFixture(t)
+func TestTimeline(t *testing.T) { storetest.Run(t, testTimeline) }
+
+func testTimeline(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	for i, phase := range []string{"downloading", "installing", "installed"} {
 		f.now = t0.Add(time.Duration(i) * time.Minute)
 		body := strings.Replace(validStatus, "idle", phase, 1)
@@ -156,8 +161,10 @@ func TestTimeline(t *testing.T) {
 // TestFleetRefusals: every new endpoint refuses each class of bad request
 // with its status, code and a message naming what was wrong, and changes
 // nothing.
-func TestFleetRefusals(t *testing.T) {
-	f := newFixture(t)
+func TestFleetRefusals(t *testing.T) { storetest.Run(t, testFleetRefusals) }
+
+func testFleetRefusals(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	repo := newTestRepo(t)
 	repo.add(testBoard, "1.0")
 	repo.add(testBoard, "2.0")

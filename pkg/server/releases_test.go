@@ -23,6 +23,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
 )
 
@@ -163,8 +164,10 @@ func publishBody(name, path string) string {
 // are served with their caching headers and ranges; deleting one of two
 // releases that share chunks removes only its own, and the other still
 // installs from what the server serves.
-func TestReleasesPublishServeCollect(t *testing.T) {
-	f := newFixture(t)
+func TestReleasesPublishServeCollect(t *testing.T) { storetest.Run(t, testReleasesPublishServeCollect) }
+
+func testReleasesPublishServeCollect(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	repo := newTestRepo(t)
 	repo.add(testBoard, "1.0")
 	repo.add(testBoard, "2.0")
@@ -311,8 +314,10 @@ func TestReleasesPublishServeCollect(t *testing.T) {
 // TestPublishRefusals: a repository that does not verify against the
 // server's root, or is not one, is refused naming why, and nothing is
 // registered.
-func TestPublishRefusals(t *testing.T) {
-	f := newFixture(t)
+func TestPublishRefusals(t *testing.T) { storetest.Run(t, testPublishRefusals) }
+
+func testPublishRefusals(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	trusted := newTestRepo(t)
 	trusted.add(testBoard, "1.0")
 	other := newTestRepo(t) // signed by other keys
@@ -464,8 +469,10 @@ func tarOf(t *testing.T, dir string, extra func(*tar.Writer)) []byte {
 // TestPublishUpload: a repository uploaded as a tar stream is published as
 // one pointed at; a stream with anything but the repository's files, or
 // over the limit, is refused naming why, and leaves nothing behind.
-func TestPublishUpload(t *testing.T) {
-	f := newFixture(t)
+func TestPublishUpload(t *testing.T) { storetest.Run(t, testPublishUpload) }
+
+func testPublishUpload(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	repo := newTestRepo(t)
 	repo.add(testBoard, "1.0")
 	data := f.withRepos(repo, "")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
 // simDevice is a device of the simulated fleet: it polls, and installs
@@ -150,8 +151,10 @@ func (f *fixture) waveOf(id int64) map[string]int {
 // error threshold (one device a wave, which then retries and succeeds)
 // do not stop it; every wave opens when the one before reaches the
 // success threshold, and every device ends up running the release.
-func TestRolloutCompletes(t *testing.T) {
-	f := newFixture(t)
+func TestRolloutCompletes(t *testing.T) { storetest.Run(t, testRolloutCompletes) }
+
+func testRolloutCompletes(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	fleet := f.addFleet(100)
 	f.addRelease("2.0")
 	for _, d := range fleet {
@@ -239,8 +242,10 @@ func TestRolloutCompletes(t *testing.T) {
 // TestRolloutHalts: failures above the error threshold in the second wave
 // halt the rollout on their own; the third wave never gets the release,
 // nor do second-wave devices that had not started.
-func TestRolloutHalts(t *testing.T) {
-	f := newFixture(t)
+func TestRolloutHalts(t *testing.T) { storetest.Run(t, testRolloutHalts) }
+
+func testRolloutHalts(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	fleet := f.addFleet(100)
 	f.addRelease("2.0")
 	members := make([]string, len(fleet))
@@ -294,8 +299,10 @@ func TestRolloutHalts(t *testing.T) {
 // device that has not started, and keeps it for one installing; resume
 // gives it again; a cancelled one gives none and cannot be resumed. Each
 // action is audited.
-func TestRolloutPauseResumeCancel(t *testing.T) {
-	f := newFixture(t)
+func TestRolloutPauseResumeCancel(t *testing.T) { storetest.Run(t, testRolloutPauseResumeCancel) }
+
+func testRolloutPauseResumeCancel(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	fleet := f.addFleet(4)
 	f.addRelease("2.0")
 	ro := f.startRollout(`{"board": "qemu-x86_64", "version": "2.0", "filter": "id=sim-000 or id=sim-001", "waves": ["100%"], "success_threshold": 1, "error_threshold": 0.5}`)

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +17,19 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-// fixture is a server over a fresh SQLite store holding an operator token
+// fixture is a server over a fresh store (SQLite or PostgreSQL: tests
+// run on both, storetest.Run) holding an operator token
 // per role (and a revoked one), and devices x and y, a revoked one and one
 // whose token has expired.
 type fixture struct {
 	t     *testing.T
 	srv   *Server
-	st    *store.SQLite
+	st    *store.DB
 	now   time.Time
 	rng   *rand.ChaCha8
 	op    map[string]string // operator tokens by name
@@ -36,10 +37,10 @@ type fixture struct {
 	devSH map[string]string // their hashes
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, dsn string) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "fleet.db"))
+	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,8 +203,10 @@ const validStatus = `{"phase": "idle", "progress": 0, "installed_version": "1.0"
 // TestRefusals sends every class of bad request to every endpoint it
 // applies to: each gets its status, its code and a message naming what was
 // wrong, and changes nothing.
-func TestRefusals(t *testing.T) {
-	f := newFixture(t)
+func TestRefusals(t *testing.T) { storetest.Run(t, testRefusals) }
+
+func testRefusals(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	const js = "application/json"
 	unknown, _ := f.token()
 	big := `{"attributes": {"a": "` + strings.Repeat("x", api.MaxBodySize) + `"}}`
@@ -336,8 +339,10 @@ func TestRefusals(t *testing.T) {
 	}
 }
 
-func TestRegisterReadRevoke(t *testing.T) {
-	f := newFixture(t)
+func TestRegisterReadRevoke(t *testing.T) { storetest.Run(t, testRegisterReadRevoke) }
+
+func testRegisterReadRevoke(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	hash := strings.Repeat("7", 64)
 	body := `{"device_id": "SN-0042", "board": "qemu-x86_64", "version": "1.0", "token_sha256": "` + hash + `", "token_expires": "2027-01-01T00:00:00Z"}`
 	w := f.do(req{method: "POST", path: "/api/v1/devices", token: f.op["operator"], ctype: "application/json; charset=utf-8", body: body})
@@ -400,8 +405,10 @@ func TestRegisterReadRevoke(t *testing.T) {
 	}
 }
 
-func TestListPages(t *testing.T) {
-	f := newFixture(t)
+func TestListPages(t *testing.T) { storetest.Run(t, testListPages) }
+
+func testListPages(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	var ids []string
 	next := ""
 	for range 10 {
@@ -430,8 +437,10 @@ func TestListPages(t *testing.T) {
 	}
 }
 
-func TestPoll(t *testing.T) {
-	f := newFixture(t)
+func TestPoll(t *testing.T) { storetest.Run(t, testPoll) }
+
+func testPoll(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	f.now = t0.Add(time.Minute)
 	w := f.do(req{method: "GET", path: "/api/v1/device/poll", token: f.dev["dev-x"]})
 	var p api.Poll
@@ -498,8 +507,10 @@ func TestPollIntervalSpread(t *testing.T) {
 	}
 }
 
-func TestReports(t *testing.T) {
-	f := newFixture(t)
+func TestReports(t *testing.T) { storetest.Run(t, testReports) }
+
+func testReports(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	f.now = t0.Add(time.Minute)
 	status := `{"phase": "failed", "progress": 0.5, "error": "slot B: write: no space left", "installed_version": "1.1",
 		"slots": [{"name": "A", "state": "good", "tries_left": 0}], "transfer": {"fetched_bytes": 1000, "image_bytes": 4096}}`
@@ -524,8 +535,10 @@ func TestReports(t *testing.T) {
 
 // TestDeviceIsolation: device X's token reaches X's data and nothing of
 // Y's, whatever X sends.
-func TestDeviceIsolation(t *testing.T) {
-	f := newFixture(t)
+func TestDeviceIsolation(t *testing.T) { storetest.Run(t, testDeviceIsolation) }
+
+func testDeviceIsolation(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	y := func() store.Device {
 		d, err := f.st.Device(context.Background(), "dev-y")
 		if err != nil {
@@ -564,8 +577,10 @@ func TestDeviceIsolation(t *testing.T) {
 	}
 }
 
-func TestInternalErrorHidesCause(t *testing.T) {
-	f := newFixture(t)
+func TestInternalErrorHidesCause(t *testing.T) { storetest.Run(t, testInternalErrorHidesCause) }
+
+func testInternalErrorHidesCause(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	var logs bytes.Buffer
 	f.srv = New(f.st, WithLogger(slogTo(&logs)))
 	f.st.Close() // every query fails from now on
@@ -585,8 +600,10 @@ func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, n
 // TestConcurrentDevices: devices reporting at once all get through, each
 // to its own row (SQLite's writers wait for each other, none is refused
 // as busy).
-func TestConcurrentDevices(t *testing.T) {
-	f := newFixture(t)
+func TestConcurrentDevices(t *testing.T) { storetest.Run(t, testConcurrentDevices) }
+
+func testConcurrentDevices(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
 	const devices, rounds = 8, 10
 	ctx := context.Background()
 	toks := make([]string, devices)

@@ -58,8 +58,9 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 // migrate applies the migrations db lacks, each in its own transaction
 // with its row in schema_migrations, and returns how many it applied. A
 // database newer than the migrations (a downgraded server) is an error:
-// this code does not know its schema.
-func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) (int, error) {
+// this code does not know its schema. The dialect rewrites what must
+// differ (identity columns).
+func migrate(ctx context.Context, db *sql.DB, d dialect, fsys fs.FS) (int, error) {
 	ms, err := loadMigrations(fsys)
 	if err != nil {
 		return 0, err
@@ -79,14 +80,14 @@ func migrate(ctx context.Context, db *sql.DB, fsys fs.FS) (int, error) {
 		return 0, fmt.Errorf("database schema version %d is newer than this server's %d: run a newer server", have, len(ms))
 	}
 	for _, m := range ms[have:] {
-		if err := apply(ctx, db, m); err != nil {
+		if err := apply(ctx, db, d, m); err != nil {
 			return m.version - 1 - have, err
 		}
 	}
 	return len(ms) - have, nil
 }
 
-func apply(ctx context.Context, db *sql.DB, m migration) error {
+func apply(ctx context.Context, db *sql.DB, d dialect, m migration) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func apply(ctx context.Context, db *sql.DB, m migration) error {
 		m.version, m.name, time.Now().UnixNano()); err != nil {
 		return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+	if _, err := tx.ExecContext(ctx, d.migration(m.sql)); err != nil {
 		return fmt.Errorf("migration %04d_%s: %w", m.version, m.name, err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -51,7 +51,7 @@ func compileFilter(ctx context.Context, q querier, e filter.Expr, now time.Time,
 }
 
 // SearchDevices implements Fleet.
-func (s *SQLite) SearchDevices(ctx context.Context, e filter.Expr, now time.Time, after string, limit int) ([]Device, error) {
+func (s *DB) SearchDevices(ctx context.Context, e filter.Expr, now time.Time, after string, limit int) ([]Device, error) {
 	c, err := compileFilter(ctx, s.db, e, now, 3)
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func strs(ctx context.Context, q querier, query string, args ...any) ([]string, 
 }
 
 // SetTags implements Fleet.
-func (s *SQLite) SetTags(ctx context.Context, id string, tags []string, ev Event) error {
+func (s *DB) SetTags(ctx context.Context, id string, tags []string, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := exists(ctx, tx, id); err != nil {
 			return err
@@ -118,11 +118,11 @@ func exists(ctx context.Context, q querier, id string) error {
 }
 
 // CreateGroup implements Fleet.
-func (s *SQLite) CreateGroup(ctx context.Context, g Group, ev Event) error {
+func (s *DB) CreateGroup(ctx context.Context, g Group, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		f := sql.NullString{String: g.Filter, Valid: g.Filter != ""}
 		_, err := tx.ExecContext(ctx, `INSERT INTO device_groups (name, filter, created) VALUES ($1, $2, $3)`, g.Name, f, g.Created.UnixNano())
-		if isUniqueViolation(err) {
+		if s.d.uniqueViolation(err) {
 			return fmt.Errorf("group %s: %w", g.Name, ErrExists)
 		}
 		if err != nil {
@@ -141,7 +141,7 @@ func (s *SQLite) CreateGroup(ctx context.Context, g Group, ev Event) error {
 }
 
 // Groups implements Fleet.
-func (s *SQLite) Groups(ctx context.Context) ([]Group, error) {
+func (s *DB) Groups(ctx context.Context) ([]Group, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, filter, created FROM device_groups ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("groups: %w", err)
@@ -176,7 +176,7 @@ func (s *SQLite) Groups(ctx context.Context) ([]Group, error) {
 }
 
 // DeleteGroup implements Fleet.
-func (s *SQLite) DeleteGroup(ctx context.Context, name string, ev Event) error {
+func (s *DB) DeleteGroup(ctx context.Context, name string, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM device_groups WHERE name = $1`, name)
 		if err != nil {
@@ -190,7 +190,7 @@ func (s *SQLite) DeleteGroup(ctx context.Context, name string, ev Event) error {
 }
 
 // Timeline implements Fleet.
-func (s *SQLite) Timeline(ctx context.Context, id string, after int64, limit int) ([]Report, error) {
+func (s *DB) Timeline(ctx context.Context, id string, after int64, limit int) ([]Report, error) {
 	if err := exists(ctx, s.db, id); err != nil {
 		return nil, err
 	}
@@ -219,13 +219,13 @@ func (s *SQLite) Timeline(ctx context.Context, id string, after int64, limit int
 }
 
 // AddReleases implements Fleet.
-func (s *SQLite) AddReleases(ctx context.Context, rs []Release, ev Event) error {
+func (s *DB) AddReleases(ctx context.Context, rs []Release, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, r := range rs {
 			idx, _ := json.Marshal(r.Indexes)
 			_, err := tx.ExecContext(ctx, `INSERT INTO releases (board, version, repository, created, indexes) VALUES ($1, $2, $3, $4, $5)`,
 				r.Board, r.Version, r.Repository, r.Created.UnixNano(), string(idx))
-			if isUniqueViolation(err) {
+			if s.d.uniqueViolation(err) {
 				return fmt.Errorf("release %s %s: %w", r.Board, r.Version, ErrExists)
 			}
 			if err != nil {
@@ -237,7 +237,7 @@ func (s *SQLite) AddReleases(ctx context.Context, rs []Release, ev Event) error 
 }
 
 // Releases implements Fleet.
-func (s *SQLite) Releases(ctx context.Context) ([]Release, error) {
+func (s *DB) Releases(ctx context.Context) ([]Release, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT board, version, repository, created, indexes FROM releases ORDER BY board, version`)
 	if err != nil {
 		return nil, fmt.Errorf("releases: %w", err)
@@ -263,7 +263,7 @@ func (s *SQLite) Releases(ctx context.Context) ([]Release, error) {
 }
 
 // DeleteRelease implements Fleet.
-func (s *SQLite) DeleteRelease(ctx context.Context, board, version string, ev Event) error {
+func (s *DB) DeleteRelease(ctx context.Context, board, version string, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM rollouts WHERE board = $1 AND version = $2 AND state IN ('created', 'running', 'paused') ORDER BY id LIMIT 1`, board, version).Scan(&id)
@@ -292,7 +292,7 @@ func waveOrder(ids []string) {
 }
 
 // CreateRollout implements Fleet.
-func (s *SQLite) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, ev Event) (Rollout, error) {
+func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, ev Event) (Rollout, error) {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM releases WHERE board = $1 AND version = $2`, r.Board, r.Version).Scan(&one)
@@ -438,12 +438,12 @@ func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout
 }
 
 // Rollout implements Fleet.
-func (s *SQLite) Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress, error) {
+func (s *DB) Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress, error) {
 	return rolloutProgress(ctx, s.db, id)
 }
 
 // RolloutDevices implements Fleet.
-func (s *SQLite) RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice, error) {
+func (s *DB) RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice, error) {
 	var one int
 	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM rollouts WHERE id = $1`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -474,7 +474,7 @@ func (s *SQLite) RolloutDevices(ctx context.Context, id int64) ([]RolloutDevice,
 }
 
 // Rollouts implements Fleet.
-func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
+func (s *DB) Rollouts(ctx context.Context) ([]Rollout, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts ORDER BY id DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("rollouts: %w", err)
@@ -492,7 +492,7 @@ func (s *SQLite) Rollouts(ctx context.Context) ([]Rollout, error) {
 }
 
 // SetRolloutState implements Fleet.
-func (s *SQLite) SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error) {
+func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error) {
 	var r Rollout
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		cur, _, err := rolloutProgress(ctx, tx, id)
@@ -522,7 +522,7 @@ func (s *SQLite) SetRolloutState(ctx context.Context, id int64, t Transition, ev
 // rollout once its wave is open, while the rollout runs or after it
 // completed; a rollout paused, halted or cancelled keeps it only for a
 // device already installing, so that it can finish.
-func (s *SQLite) Assignment(ctx context.Context, id string) (*Assignment, error) {
+func (s *DB) Assignment(ctx context.Context, id string) (*Assignment, error) {
 	var a Assignment
 	err := s.db.QueryRowContext(ctx, `SELECT r.id, r.board, r.version, rel.repository
 		FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id JOIN releases rel ON rel.board = r.board AND rel.version = r.version

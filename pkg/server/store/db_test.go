@@ -13,13 +13,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
-func open(t *testing.T) *SQLite {
+func openDB(t *testing.T, dsn string) *DB {
 	t.Helper()
-	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "fleet.db"))
+	s, err := Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func event(action, target string) Event {
 	return Event{At: t0, Actor: "operator:alice", Action: action, Target: target}
 }
 
-func versions(t *testing.T, s *SQLite) []int {
+func versions(t *testing.T, s *DB) []int {
 	t.Helper()
 	rows, err := s.db.Query(`SELECT version FROM schema_migrations ORDER BY version`)
 	if err != nil {
@@ -53,17 +54,17 @@ func versions(t *testing.T, s *SQLite) []int {
 	return vs
 }
 
-func tableExists(t *testing.T, s *SQLite, name string) bool {
-	t.Helper()
+// tableExists says whether a table name can be read, the one question
+// both databases answer the same way.
+func tableExists(s *DB, name string) bool {
 	var n int
-	if err := s.db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1`, name).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n == 1
+	return s.db.QueryRow(`SELECT COUNT(*) FROM `+name).Scan(&n) == nil
 }
 
-func TestOpenFresh(t *testing.T) {
-	s := open(t)
+func TestOpenFresh(t *testing.T) { storetest.Run(t, testOpenFresh) }
+
+func testOpenFresh(t *testing.T, dsn string) {
+	s := openDB(t, dsn)
 	want, err := loadMigrations(migrations)
 	if err != nil {
 		t.Fatal(err)
@@ -72,10 +73,17 @@ func TestOpenFresh(t *testing.T) {
 		t.Errorf("schema_migrations = %v, want 1..%d", got, len(want))
 	}
 	for _, table := range []string{"devices", "device_attributes", "operator_tokens", "audit_log"} {
-		if !tableExists(t, s, table) {
+		if !tableExists(s, table) {
 			t.Errorf("fresh database lacks table %s", table)
 		}
 	}
+	if tableExists(s, "no_such_table") {
+		t.Error("tableExists(no_such_table) = true")
+	}
+}
+
+func TestSQLitePragmas(t *testing.T) {
+	s := openDB(t, storetest.SQLite(t))
 	var mode string
 	if err := s.db.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Errorf("journal_mode = %q (%v), want wal", mode, err)
@@ -92,7 +100,7 @@ func TestOpenOddPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "fleet.db")
-	s, err := OpenSQLite(context.Background(), path)
+	s, err := Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +110,11 @@ func TestOpenOddPath(t *testing.T) {
 	}
 }
 
-func TestReopenIsNoop(t *testing.T) {
+func TestReopenIsNoop(t *testing.T) { storetest.Run(t, testReopenIsNoop) }
+
+func testReopenIsNoop(t *testing.T, dsn string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "fleet.db")
-	s, err := OpenSQLite(ctx, path)
+	s, err := Open(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +124,12 @@ func TestReopenIsNoop(t *testing.T) {
 	before := versions(t, s)
 	s.Close()
 
-	s, err = OpenSQLite(ctx, path)
+	s, err = Open(ctx, dsn)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	defer s.Close()
-	if n, err := migrate(ctx, s.db, migrations); n != 0 || err != nil {
+	if n, err := migrate(ctx, s.db, s.d, migrations); n != 0 || err != nil {
 		t.Errorf("migrate on an up-to-date database = %d, %v; want 0, nil", n, err)
 	}
 	if got := versions(t, s); !cmp.Equal(got, before) {
@@ -131,23 +140,24 @@ func TestReopenIsNoop(t *testing.T) {
 	}
 }
 
-func TestFailingMigrationRollsBack(t *testing.T) {
+func TestFailingMigrationRollsBack(t *testing.T) { storetest.Run(t, testFailingMigrationRollsBack) }
+
+func testFailingMigrationRollsBack(t *testing.T, dsn string) {
 	ctx := context.Background()
 	first, err := migrations.ReadFile("migrations/0001_init.sql")
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "fleet.db")
 	bad := fstest.MapFS{
 		"migrations/0001_init.sql": {Data: first},
 		// Creates a table, then fails: the table must not stay.
 		"migrations/0002_broken.sql": {Data: []byte("CREATE TABLE half_done (x INTEGER);\nINSERT INTO no_such_table VALUES (1);\n")},
 	}
-	if _, err := openSQLite(ctx, path, bad); err == nil || !strings.Contains(err.Error(), "0002_broken") {
+	if _, err := open(ctx, dsn, bad); err == nil || !strings.Contains(err.Error(), "0002_broken") {
 		t.Fatalf("open with a failing migration = %v, want an error naming 0002_broken", err)
 	}
 	// Opened with the first migration alone, so that nothing is applied.
-	s, err := openSQLite(ctx, path, fstest.MapFS{"migrations/0001_init.sql": {Data: first}})
+	s, err := open(ctx, dsn, fstest.MapFS{"migrations/0001_init.sql": {Data: first}})
 	if err != nil {
 		t.Fatalf("open after the failed migration: %v", err)
 	}
@@ -155,14 +165,15 @@ func TestFailingMigrationRollsBack(t *testing.T) {
 	if got := versions(t, s); !cmp.Equal(got, []int{1}) {
 		t.Errorf("schema_migrations = %v, want [1]: 0002 must not be recorded", got)
 	}
-	if tableExists(t, s, "half_done") {
+	if tableExists(s, "half_done") {
 		t.Error("table half_done of the failed migration exists: not rolled back")
 	}
 }
 
-func TestNewerDatabaseRefused(t *testing.T) {
+func TestNewerDatabaseRefused(t *testing.T) { storetest.Run(t, testNewerDatabaseRefused) }
+
+func testNewerDatabaseRefused(t *testing.T, dsn string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "fleet.db")
 	ms, err := loadMigrations(migrations)
 	if err != nil {
 		t.Fatal(err)
@@ -173,12 +184,12 @@ func TestNewerDatabaseRefused(t *testing.T) {
 		newer[fmt.Sprintf("migrations/%04d_%s.sql", m.version, m.name)] = &fstest.MapFile{Data: []byte(m.sql)}
 	}
 	newer[fmt.Sprintf("migrations/%04d_more.sql", len(ms)+1)] = &fstest.MapFile{Data: []byte("CREATE TABLE more (x INTEGER);")}
-	s, err := openSQLite(ctx, path, newer)
+	s, err := open(ctx, dsn, newer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	if _, err := OpenSQLite(ctx, path); err == nil || !strings.Contains(err.Error(), "newer") {
+	if _, err := Open(ctx, dsn); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("open of a database newer than the server = %v, want an error saying so", err)
 	}
 }
@@ -196,9 +207,11 @@ func TestLoadMigrationsRefuses(t *testing.T) {
 	}
 }
 
-func TestDevices(t *testing.T) {
+func TestDevices(t *testing.T) { storetest.Run(t, testDevices) }
+
+func testDevices(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t)
+	s := openDB(t, dsn)
 	d := device("dev-1", 'a')
 	d.TokenExpires = t0.Add(24 * time.Hour)
 	if err := s.RegisterDevice(ctx, d, event("device.register", "dev-1")); err != nil {
@@ -250,9 +263,11 @@ func TestDevices(t *testing.T) {
 	}
 }
 
-func TestSearchDevicesPages(t *testing.T) {
+func TestSearchDevicesPages(t *testing.T) { storetest.Run(t, testSearchDevicesPages) }
+
+func testSearchDevicesPages(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t)
+	s := openDB(t, dsn)
 	for i, id := range []string{"c", "a", "e", "b", "d"} {
 		if err := s.RegisterDevice(ctx, device(id, "01234"[i]), event("device.register", id)); err != nil {
 			t.Fatal(err)
@@ -283,9 +298,11 @@ func TestSearchDevicesPages(t *testing.T) {
 	}
 }
 
-func TestReports(t *testing.T) {
+func TestReports(t *testing.T) { storetest.Run(t, testReports) }
+
+func testReports(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t)
+	s := openDB(t, dsn)
 	s.RegisterDevice(ctx, device("dev-1", 'a'), event("device.register", "dev-1"))
 	s.RegisterDevice(ctx, device("dev-2", 'b'), event("device.register", "dev-2"))
 	st := api.Status{Phase: api.PhaseDownloading, Progress: 0.5, InstalledVersion: "1.1",
@@ -335,9 +352,11 @@ func TestReports(t *testing.T) {
 	}
 }
 
-func TestOperatorTokens(t *testing.T) {
+func TestOperatorTokens(t *testing.T) { storetest.Run(t, testOperatorTokens) }
+
+func testOperatorTokens(t *testing.T, dsn string) {
 	ctx := context.Background()
-	s := open(t)
+	s := openDB(t, dsn)
 	if ok, err := s.HasAdmin(ctx); ok || err != nil {
 		t.Errorf("HasAdmin on a fresh database = %v, %v; want false", ok, err)
 	}

@@ -1,0 +1,392 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+)
+
+// DB is the Store in a SQL database: a SQLite file (OpenSQLite) or a
+// PostgreSQL database (OpenPostgres). Both run every query and migration
+// below; what differs between them is in their dialect, chosen once by
+// Open.
+type DB struct {
+	db *sql.DB
+	d  dialect
+}
+
+var _ Store = (*DB)(nil)
+
+// dialect is what differs between the databases DB runs on.
+type dialect struct {
+	name string
+	// identity is what a migration's "INTEGER PRIMARY KEY" becomes, ""
+	// for unchanged: SQLite numbers such a column itself (it is the
+	// rowid), PostgreSQL needs it declared an identity column.
+	identity string
+	// isolation is the transactions' isolation level: SQLite's writers
+	// take the database's lock when they begin (_txlock=immediate), so
+	// each transaction runs as if alone; PostgreSQL gets the same with
+	// serializable transactions, retried when they clash.
+	isolation sql.IsolationLevel
+	// uniqueViolation says whether err is a row clashing with another on
+	// a primary key or a unique column.
+	uniqueViolation func(err error) bool
+	// retry says whether a transaction that failed with err may succeed
+	// when run again (a serialization failure, a deadlock).
+	retry func(err error) bool
+}
+
+// migration returns the text of a migration as the dialect runs it.
+func (d dialect) migration(sql string) string {
+	if d.identity == "" {
+		return sql
+	}
+	return strings.ReplaceAll(sql, "INTEGER PRIMARY KEY", d.identity)
+}
+
+// Open opens the store at dsn and brings its schema up to date: a
+// postgres:// or postgresql:// URL is a PostgreSQL database
+// (OpenPostgres), anything else the path of a SQLite file (OpenSQLite).
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	return open(ctx, dsn, migrations)
+}
+
+func open(ctx context.Context, dsn string, fsys fs.FS) (*DB, error) {
+	if isPostgresURL(dsn) {
+		return openPostgres(ctx, dsn, fsys)
+	}
+	return openSQLite(ctx, dsn, fsys)
+}
+
+// Close closes the database.
+func (s *DB) Close() error { return s.db.Close() }
+
+// nanos and fromNanos store times as Unix nanoseconds, NULL for zero.
+func nanos(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+// maxTries bounds how often inTx runs a transaction that clashes with
+// others before it gives up.
+const maxTries = 20
+
+// inTx runs f in a transaction and commits if it returns nil. A
+// transaction the dialect says may succeed when run again is, after a
+// random pause that grows with each try (from 1 ms, at most 100 ms).
+func (s *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	pause := time.Millisecond
+	for try := 1; ; try++ {
+		err := s.tx(ctx, f)
+		if err == nil || try == maxTries || !s.d.retry(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (after %d tries: %w)", ctx.Err(), try, err)
+		case <-time.After(pause/2 + rand.N(pause)):
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
+}
+
+func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: s.d.isolation})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func record(ctx context.Context, tx *sql.Tx, ev Event) error {
+	if ev.At.IsZero() || ev.Actor == "" || ev.Action == "" {
+		return fmt.Errorf("audit event %+v: want a time, an actor and an action", ev)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5)`,
+		ev.At.UnixNano(), ev.Actor, ev.Action, ev.Target, ev.Detail)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", ev.Action, err)
+	}
+	return nil
+}
+
+// RegisterDevice implements Devices.
+func (s *DB) RegisterDevice(ctx context.Context, d Device, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version)
+			VALUES ($1, $2, $3, $4, $5, $6)`,
+			d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion)
+		if s.d.uniqueViolation(err) {
+			return fmt.Errorf("device %s: %w (its ID or its token is registered)", d.ID, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("device %s: %w", d.ID, err)
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanDevice(row scanner) (Device, error) {
+	var (
+		d                               Device
+		expires, revoked, created, seen sql.NullInt64
+		status                          sql.NullString
+	)
+	if err := row.Scan(&d.ID, &d.Board, &d.TokenSHA256, &expires, &revoked, &created, &seen, &d.InstalledVersion, &status); err != nil {
+		return Device{}, err
+	}
+	d.TokenExpires, d.RevokedAt, d.Created, d.LastSeen = fromNanos(expires), fromNanos(revoked), fromNanos(created), fromNanos(seen)
+	if status.Valid {
+		d.Status = new(api.Status)
+		if err := json.Unmarshal([]byte(status.String), d.Status); err != nil {
+			return Device{}, fmt.Errorf("device %s: stored status: %w", d.ID, err)
+		}
+	}
+	return d, nil
+}
+
+// Device implements Devices.
+func (s *DB) Device(ctx context.Context, id string) (Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Device{}, fmt.Errorf("device %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s: %w", id, err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM device_attributes WHERE device_id = $1`, id)
+	if err != nil {
+		return Device{}, fmt.Errorf("device %s attributes: %w", id, err)
+	}
+	defer rows.Close()
+	d.Attributes = map[string]string{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return Device{}, err
+		}
+		d.Attributes[k] = v
+	}
+	if err := rows.Err(); err != nil {
+		return Device{}, err
+	}
+	d.Tags, err = strs(ctx, s.db, `SELECT tag FROM device_tags WHERE device_id = $1 ORDER BY tag`, id)
+	return d, err
+}
+
+// DeviceByToken implements Devices.
+func (s *DB) DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error) {
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_sha256 = $1`, tokenSHA256))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Device{}, fmt.Errorf("device token: %w", ErrNotFound)
+	}
+	return d, err
+}
+
+// revoke sets revoked_at on the row of table whose column is key, telling
+// a missing row from one already revoked.
+func revoke(ctx context.Context, tx *sql.Tx, table, column, key string, at time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE `+table+` SET revoked_at = $1 WHERE `+column+` = $2 AND revoked_at IS NULL`, at.UnixNano(), key)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	var one int
+	err = tx.QueryRowContext(ctx, `SELECT 1 FROM `+table+` WHERE `+column+` = $1`, key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return ErrRevoked
+}
+
+// RevokeDevice implements Devices.
+func (s *DB) RevokeDevice(ctx context.Context, id string, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := revoke(ctx, tx, "devices", "id", id, ev.At); err != nil {
+			return fmt.Errorf("revoke device %s: %w", id, err)
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// updateDevice runs an UPDATE of one device by id ($1) and says
+// ErrNotFound when there is none.
+func updateDevice(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, id, query string, args ...any) error {
+	res, err := ex.ExecContext(ctx, query, append([]any{id}, args...)...)
+	if err != nil {
+		return fmt.Errorf("device %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("device %s: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("device %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Seen implements Reports.
+func (s *DB) Seen(ctx context.Context, id string, at time.Time) error {
+	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2 WHERE id = $1`, at.UnixNano())
+}
+
+// ReportStatus implements Reports. The report goes to the device's
+// timeline too, and moves the device in its rollout, in the same
+// transaction.
+func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
+			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
+			return fmt.Errorf("device %s report: %w", id, err)
+		}
+		if err := reportToRollout(ctx, tx, id, st, at); err != nil {
+			return fmt.Errorf("device %s rollout: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// ReportInventory implements Reports.
+func (s *DB) ReportInventory(ctx context.Context, id string, attrs map[string]string, at time.Time) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2 WHERE id = $1`, at.UnixNano()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM device_attributes WHERE device_id = $1`, id); err != nil {
+			return fmt.Errorf("device %s attributes: %w", id, err)
+		}
+		names := make([]string, 0, len(attrs))
+		for k := range attrs {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO device_attributes (device_id, name, value) VALUES ($1, $2, $3)`, id, k, attrs[k]); err != nil {
+				return fmt.Errorf("device %s attribute %s: %w", id, k, err)
+			}
+		}
+		return nil
+	})
+}
+
+// CreateOperatorToken implements Operators.
+func (s *DB) CreateOperatorToken(ctx context.Context, t OperatorToken, ev Event) error {
+	if t.Role.Rank() == 0 {
+		return fmt.Errorf("operator token %s: role %q: want viewer, operator or admin", t.Name, t.Role)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO operator_tokens (token_sha256, name, role, created) VALUES ($1, $2, $3, $4)`,
+			t.TokenSHA256, t.Name, string(t.Role), t.Created.UnixNano())
+		if s.d.uniqueViolation(err) {
+			return fmt.Errorf("operator token %s: %w", t.Name, ErrExists)
+		}
+		if err != nil {
+			return fmt.Errorf("operator token %s: %w", t.Name, err)
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// OperatorToken implements Operators.
+func (s *DB) OperatorToken(ctx context.Context, tokenSHA256 string) (OperatorToken, error) {
+	var (
+		t                OperatorToken
+		role             string
+		created, revoked sql.NullInt64
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT token_sha256, name, role, created, revoked_at FROM operator_tokens WHERE token_sha256 = $1`, tokenSHA256).
+		Scan(&t.TokenSHA256, &t.Name, &role, &created, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return OperatorToken{}, fmt.Errorf("operator token: %w", ErrNotFound)
+	}
+	if err != nil {
+		return OperatorToken{}, fmt.Errorf("operator token: %w", err)
+	}
+	t.Role, t.Created, t.RevokedAt = Role(role), fromNanos(created), fromNanos(revoked)
+	return t, nil
+}
+
+// RevokeOperatorToken implements Operators.
+func (s *DB) RevokeOperatorToken(ctx context.Context, name string, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := revoke(ctx, tx, "operator_tokens", "name", name, ev.At); err != nil {
+			return fmt.Errorf("revoke operator token %s: %w", name, err)
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// HasAdmin implements Operators.
+func (s *DB) HasAdmin(ctx context.Context) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM operator_tokens WHERE role = $1 AND revoked_at IS NULL`, string(Admin)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("count admin tokens: %w", err)
+	}
+	return n > 0, nil
+}
+
+// Events implements Audit.
+func (s *DB) Events(ctx context.Context, before int64, limit int) ([]Event, error) {
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, at, actor, action, target, detail FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	defer rows.Close()
+	var evs []Event
+	for rows.Next() {
+		var (
+			ev Event
+			at sql.NullInt64
+		)
+		if err := rows.Scan(&ev.ID, &at, &ev.Actor, &ev.Action, &ev.Target, &ev.Detail); err != nil {
+			return nil, err
+		}
+		ev.At = fromNanos(at)
+		evs = append(evs, ev)
+	}
+	return evs, rows.Err()
+}
