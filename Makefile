@@ -23,8 +23,8 @@ ramdisk: ## recovery ramdisk for BOARD [qemu-x86_64] (ROOT=root.json to bake in)
 	$(GO) run ./initramfs/cmd/mkramdisk -board boards/$(or $(BOARD),qemu-x86_64) \
 		-o out/$(or $(BOARD),qemu-x86_64)/ramdisk.cpio.xz $(if $(ROOT),-root $(ROOT))
 
-test: deps lint ## the whole test suite: lint, unit and VM tests (race detector), end-to-end interop
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+test: deps lint ## the whole test suite: lint, unit and VM tests (race detector, store on SQLite and PostgreSQL), end-to-end interop
+	pg=$$(scripts/postgres.sh) && LIFEBOAT_TEST_POSTGRES=$$pg $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -timeout 20m ./tests/...
 
 unit: ## unit tests only: no root, no real peers, no VM (VM tests skip)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Lifeboat's tests, benchmarks and demo need on Debian, when
-# it is missing: the real peers we test against and the tools that make
+# it is missing: the real peers we test against (PostgreSQL included,
+# which scripts/postgres.sh starts for make test) and the tools that make
 # test images. Safe to run again; installs nothing that is already there.
 set -euo pipefail
 
@@ -35,6 +36,8 @@ declare -A need=(
 	[mkfs.fat]=dosfstools
 	[qemu-system-aarch64]=qemu-system-arm
 	[/usr/lib/u-boot/qemu_arm64/u-boot.bin]=u-boot-qemu
+	[pg_ctlcluster]=postgresql
+	[/usr/lib/postgresql/15/bin/postgres]=postgresql
 )
 
 missing=()

@@ -317,6 +317,9 @@ func (inv *Inventory) Validate() error {
 		if !utf8.ValidString(v) {
 			return invalid("attribute %s: value not UTF-8", k)
 		}
+		if bytes.IndexByte([]byte(v), 0) >= 0 {
+			return invalid("attribute %s: value holds a NUL byte", k)
+		}
 	}
 	return nil
 }

@@ -219,6 +219,7 @@ func TestInventoryValidate(t *testing.T) {
 		{"name with space", map[string]string{"a b": "x"}, "attribute name"},
 		{"value too long", map[string]string{"a": strings.Repeat("v", MaxAttrValueLen+1)}, "value of"},
 		{"value not UTF-8", map[string]string{"a": "\xfe"}, "UTF-8"},
+		{"value with NUL", map[string]string{"a": "x\x00y"}, "attribute a: value holds a NUL byte"},
 	} {
 		inv := Inventory{Attributes: tc.attrs}
 		err := inv.Validate()

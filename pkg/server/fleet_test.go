@@ -214,6 +214,8 @@ func testFleetRefusals(t *testing.T, dsn string) {
 		{"tags, malformed", req{method: "PUT", path: "/api/v1/devices/dev-x/tags", token: f.op["operator"], ctype: js, body: `{"tags": "a"}`}, 400, api.CodeBadRequest, "malformed JSON"},
 		// Search.
 		{"search, bad filter", req{method: "GET", path: "/api/v1/devices?q=" + url.QueryEscape("board=x and"), token: f.op["viewer"]}, 400, api.CodeBadRequest, "q: filter: at 11 (end of text): want a condition"},
+		{"search, NUL", req{method: "GET", path: "/api/v1/devices?q=" + url.QueryEscape("attr.a=\"x\x00\""), token: f.op["viewer"]}, 400, api.CodeBadRequest, `q: filter: at 9, "\x00": a NUL`},
+		{"search, not UTF-8", req{method: "GET", path: "/api/v1/devices?q=" + url.QueryEscape("board=\"\xff\""), token: f.op["viewer"]}, 400, api.CodeBadRequest, `q: filter: at 7, "\xff": a NUL or a byte that is not UTF-8`},
 		{"search, bad token", req{method: "GET", path: "/api/v1/devices?q=" + url.QueryEscape("board?x"), token: f.op["viewer"]}, 400, api.CodeBadRequest, `at 5, "?": unexpected character`},
 		{"search, unknown group", req{method: "GET", path: "/api/v1/devices?q=group:south", token: f.op["viewer"]}, 400, api.CodeBadRequest, "group south: bad filter: no such group"},
 		{"search, q twice", req{method: "GET", path: "/api/v1/devices?q=tag:a&q=tag:b", token: f.op["viewer"]}, 400, api.CodeBadRequest, "given 2 times"},
@@ -230,6 +232,7 @@ func testFleetRefusals(t *testing.T, dsn string) {
 		{"group, neither", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "g"}`}, 400, api.CodeBadRequest, "want one of filter and devices"},
 		{"group, bad name", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "a/b", "filter": "tag:a"}`}, 400, api.CodeBadRequest, `name "a/b"`},
 		{"group, bad filter", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "g", "filter": "tag:a or"}`}, 400, api.CodeBadRequest, "filter: filter: at 8 (end of text)"},
+		{"group, NUL in filter", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "g", "filter": "board=\"a\u0000\""}`}, 400, api.CodeBadRequest, `filter: filter: at 8, "\x00": a NUL`},
 		{"group, filter naming no group", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "g", "filter": "group:g"}`}, 400, api.CodeBadRequest, "group g: bad filter: no such group"},
 		{"group, unknown device", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "g", "devices": ["dev-x", "dev-nope"]}`}, 400, api.CodeBadRequest, "device dev-nope: not found"},
 		{"group, bad device", req{method: "POST", path: "/api/v1/groups", token: f.op["operator"], ctype: js, body: `{"name": "g", "devices": ["a b"]}`}, 400, api.CodeBadRequest, `devices[0]: device_id "a b"`},

@@ -312,6 +312,7 @@ func testRefusals(t *testing.T, dsn string) {
 		{"inventory, no attributes", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: `{}`}, 400, api.CodeBadRequest, "attributes: missing"},
 		{"inventory, too many", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: string(many)}, 400, api.CodeBadRequest, "129 attributes, the most is 128"},
 		{"inventory, bad name", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: `{"attributes": {"a b": "c"}}`}, 400, api.CodeBadRequest, `attribute name "a b"`},
+		{"inventory, NUL", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: `{"attributes": {"a": "x\u0000y"}}`}, 400, api.CodeBadRequest, "attribute a: value holds a NUL byte"},
 		{"inventory, too large", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: big, chunked: true}, 413, api.CodeTooLarge, "over 65536 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

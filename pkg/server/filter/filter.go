@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits on what a filter may be.
@@ -186,6 +187,13 @@ func (p *parser) keyword(t token, k string) bool {
 func Parse(s string) (Expr, error) {
 	if len(s) > MaxLen {
 		return nil, &Error{MaxLen, "", fmt.Sprintf("filter of %d bytes, the most is %d", len(s), MaxLen)}
+	}
+	// Values go to the database as text, and PostgreSQL's holds neither
+	// NUL nor bytes that are not UTF-8: no filter may, on either database.
+	for i, r := range s {
+		if r == 0 || (r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD")) {
+			return nil, &Error{i, s[i : i+1], "a NUL or a byte that is not UTF-8: a filter is UTF-8 text"}
+		}
 	}
 	toks, err := lex(s)
 	if err != nil {
