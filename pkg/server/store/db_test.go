@@ -398,3 +398,24 @@ func testOperatorTokens(t *testing.T, dsn string) {
 		t.Errorf("%d events, want 2 (create, revoke)", len(evs))
 	}
 }
+
+// TestOpenPostgresRefuses: a PostgreSQL URL that does not lead to a
+// database is an error naming it, without its password.
+func TestOpenPostgresRefuses(t *testing.T) {
+	for _, dsn := range []string{
+		"postgres://lifeboat:hunter2@127.0.0.1:1/fleet?sslmode=disable", // nothing listens
+		"postgresql://lifeboat:hunter2@127.0.0.1:1/fleet?sslmode=bogus",
+		"postgres://lifeboat:hunter2@[::1/fleet",
+	} {
+		s, err := Open(context.Background(), dsn)
+		if err == nil {
+			s.Close()
+			t.Errorf("Open(%s) = nil error, want one", dsn)
+			continue
+		}
+		if strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "open ") {
+			t.Errorf("Open(%s) = %v; want an error naming the database without its password", dsn, err)
+		}
+		t.Log(err)
+	}
+}

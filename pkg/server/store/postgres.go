@@ -60,6 +60,10 @@ func openPostgres(ctx context.Context, dsn string, fsys fs.FS) (*DB, error) {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	db := stdlib.OpenDB(*cfg)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
 	if _, err := migrate(ctx, db, postgresDialect, fsys); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)

@@ -2,13 +2,16 @@
 // attributes, tags and groups, their status reports, releases and
 // rollouts, operator tokens and the audit log, behind one interface.
 //
-// SQLite (pure Go, modernc.org/sqlite) is the implementation today. The SQL
-// is written to run on PostgreSQL too ($N placeholders, which the SQLite
-// driver binds by ordinal; BIGINT times; no SQLite-only syntax in queries),
-// so that a PostgreSQL store (jackc/pgx/v5) is a second Open over the same
-// queries and migrations, not a second code path. Migrations are numbered
-// SQL files embedded in the binary (migrations/NNNN_name.sql), each applied
-// in its own transaction and recorded in schema_migrations.
+// One implementation, DB, runs on two databases: SQLite (pure Go,
+// modernc.org/sqlite), a file, by default; and PostgreSQL (jackc/pgx/v5
+// through database/sql) for fleets that outgrow one. Open chooses from the
+// data source name (a path, or a postgres:// URL). Every query and
+// migration is the same on both ($N placeholders, which the SQLite driver
+// binds by ordinal; BIGINT times; no database's own syntax); what must
+// differ is a dialect value: identity columns, telling a unique violation,
+// the transactions' isolation and whether to run one again. Migrations are
+// numbered SQL files embedded in the binary (migrations/NNNN_name.sql),
+// each applied in its own transaction and recorded in schema_migrations.
 //
 // Every change an operator makes is written in the same transaction as its
 // audit Event: either both are stored or neither. Device reports (status,

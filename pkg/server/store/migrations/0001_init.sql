@@ -4,8 +4,10 @@
 -- Portable SQL: it runs on SQLite and on PostgreSQL. Times are BIGINT Unix
 -- nanoseconds (NULL for never), so both compare them the same way and no
 -- driver converts time zones. The one difference is audit_log.id: SQLite
--- numbers an INTEGER PRIMARY KEY itself; PostgreSQL needs
--- "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY" there.
+-- numbers an INTEGER PRIMARY KEY itself; on PostgreSQL the store's dialect
+-- rewrites "INTEGER PRIMARY KEY" to "BIGINT GENERATED ALWAYS AS IDENTITY
+-- PRIMARY KEY" (dialect.identity), so write that phrase for a column the
+-- database numbers, and only for one.
 
 CREATE TABLE devices (
 	id                TEXT PRIMARY KEY,

@@ -1,7 +1,7 @@
 -- The fleet server's second schema: tags and groups, the history of status
 -- reports, releases, rollouts. Portable SQL, as the first migration;
--- status_reports.id and rollouts.id are, like audit_log.id, an identity
--- column on PostgreSQL.
+-- status_reports.id and rollouts.id are, like audit_log.id, INTEGER PRIMARY
+-- KEY: numbered by the database, an identity column on PostgreSQL.
 
 CREATE TABLE device_tags (
 	device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
