@@ -5,7 +5,7 @@
 //
 // Without LIFEBOAT_TEST_POSTGRES the PostgreSQL half skips, saying why,
 // and fails under CI (CI=true), where make test starts a server
-// (scripts/postgres.sh) and sets it.
+// (scripts/postgres.sh) and sets it. With -short it skips.
 package storetest
 
 import (
@@ -48,12 +48,12 @@ func Postgres(t testing.TB) string {
 	t.Helper()
 	server := os.Getenv(EnvPostgres)
 	switch {
+	case testing.Short():
+		t.Skip("PostgreSQL tests skipped in -short mode (make unit): they need a server")
 	case server == "" && os.Getenv("CI") != "":
 		t.Fatalf("%s is not set; under CI make test sets it (scripts/postgres.sh starts PostgreSQL)", EnvPostgres)
 	case server == "":
 		t.Skipf("%s is not set: no PostgreSQL server to test on (make test starts one with scripts/postgres.sh)", EnvPostgres)
-	case testing.Short():
-		t.Skip("PostgreSQL tests skipped in -short mode")
 	}
 	u, err := url.Parse(server)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
@@ -77,6 +77,11 @@ func Postgres(t testing.TB) string {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
+	// A test needs no commit to outlive a crash of the server: it need
+	// not wait for the disk at each one.
+	if _, err := admin.ExecContext(ctx, `ALTER DATABASE `+name+` SET synchronous_commit = off`); err != nil {
+		t.Fatalf("database %s: %v", name, err)
+	}
 	u.Path = "/" + name
 	return u.String()
 }
