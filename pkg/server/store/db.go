@@ -58,9 +58,13 @@ func (d dialect) migration(sql string) string {
 // postgres:// or postgresql:// URL is a PostgreSQL database
 // (OpenPostgres), anything else the path of a SQLite file (OpenSQLite).
 func Open(ctx context.Context, dsn string) (*DB, error) {
-	return open(ctx, dsn, migrations)
+	if isPostgresURL(dsn) {
+		return OpenPostgres(ctx, dsn)
+	}
+	return OpenSQLite(ctx, dsn)
 }
 
+// open is Open with the migrations of fsys.
 func open(ctx context.Context, dsn string, fsys fs.FS) (*DB, error) {
 	if isPostgresURL(dsn) {
 		return openPostgres(ctx, dsn, fsys)
