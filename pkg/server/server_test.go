@@ -600,7 +600,7 @@ func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, n
 
 // TestConcurrentDevices: devices reporting at once all get through, each
 // to its own row (SQLite's writers wait for each other, none is refused
-// as busy).
+// as busy; PostgreSQL's serializable transactions that clash run again).
 func TestConcurrentDevices(t *testing.T) { storetest.Run(t, testConcurrentDevices) }
 
 func testConcurrentDevices(t *testing.T, dsn string) {
