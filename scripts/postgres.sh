@@ -18,6 +18,8 @@ if [ -z "$ver" ] || ! command -v pg_ctlcluster >/dev/null; then
 	echo "postgres: PostgreSQL is not installed (scripts/deps.sh installs it)" >&2
 	exit 1
 fi
+# The postgres user may not enter the directory make runs in.
+cd /
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 cluster() { pg_lsclusters -h | awk -v v="$ver" '$1 == v && $2 == "main"'; }
