@@ -27,11 +27,13 @@ import (
 const EnvPostgres = "LIFEBOAT_TEST_POSTGRES"
 
 // Run runs test as the subtests sqlite and postgres, each with the
-// data source name of a fresh database (store.Open takes either).
+// data source name of a fresh database (store.Open takes either). The two
+// run in parallel: the PostgreSQL one spends most of its time waiting for
+// the server.
 func Run(t *testing.T, test func(t *testing.T, dsn string)) {
 	t.Helper()
-	t.Run("sqlite", func(t *testing.T) { test(t, SQLite(t)) })
-	t.Run("postgres", func(t *testing.T) { test(t, Postgres(t)) })
+	t.Run("sqlite", func(t *testing.T) { t.Parallel(); test(t, SQLite(t)) })
+	t.Run("postgres", func(t *testing.T) { t.Parallel(); test(t, Postgres(t)) })
 }
 
 // SQLite returns the path of a SQLite database in t's temporary
