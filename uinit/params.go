@@ -10,7 +10,7 @@ import (
 
 // params are the recovery entry's kernel command line (README.md).
 type params struct {
-	mode   string // update, wipe, shell
+	mode   string // update, wipe, factory-reset, shell
 	source string // auto, net, usb
 	repo   string // repository URL, or "" for DHCP's offer or the board's
 	layout string
@@ -20,7 +20,7 @@ type params struct {
 }
 
 var choices = map[string][]string{
-	"mode":   {"update", "wipe", "shell"},
+	"mode":   {"update", "wipe", "factory-reset", "shell"},
 	"source": {"auto", "net", "usb"},
 	"after":  {"kexec", "reboot", "poweroff"},
 	"onfail": {"shell", "poweroff", "reboot"},
