@@ -41,6 +41,24 @@ setenv lb_mode update
 if test "${lifeboat_mode}" = "factory-reset"; then
   setenv lb_mode factory-reset
 fi
+# The reset trigger (board.json's reset_trigger, console-key:ctrl-c):
+# Ctrl-C held on the serial console at power-on. U-Boot's sleep fails when
+# Ctrl-C arrives during it, and the autoboot delay does not look for a key
+# (bootdelay=-2), so the key reaches this script. Then the factory-reset
+# entry boots: the recovery ramdisk in mode factory-reset, before any
+# slot's try is counted; if it does not load, the selection below goes on.
+if sleep 1; then
+  true
+else
+  echo "LIFEBOAT reset trigger: factory reset"
+  if load virtio 0:1 ${kernel_addr_r} /lifeboat/Image; then
+    if load virtio 0:1 ${ramdisk_addr_r} /lifeboat/ramdisk.img; then
+      setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=factory-reset lifeboat.layout=${lb_layout} ${lifeboat_recovery_args}"
+      booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
+    fi
+  fi
+  echo "LIFEBOAT the factory-reset entry does not boot"
+fi
 # Lifeboat A/B selection (RAUC's variables; see docs/bootloader-uboot.md).
 setenv lb_slot
 setenv lb_part

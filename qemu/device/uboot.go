@@ -38,11 +38,14 @@ const (
 )
 
 // UBootBoard are the variables Build adds to U-Boot's default environment
-// in the flash: no autoboot delay, and the disk as the only boot target
-// (the default list starts with qfw, USB, SCSI and network scans, which
-// only cost time here).
+// in the flash: no autoboot delay, and no look for a key to stop it
+// (bootdelay=-2; with 0 a key already typed stops the autoboot at U-Boot's
+// prompt, so the board's reset trigger, Ctrl-C held at power-on, would
+// never reach the boot script), and the disk as the only boot target (the
+// default list starts with qfw, USB, SCSI and network scans, which only
+// cost time here).
 func UBootBoard() bootenv.Vars {
-	return bootenv.Vars{"bootdelay": "0", "boot_targets": "virtio0"}
+	return bootenv.Vars{"bootdelay": "-2", "boot_targets": "virtio0"}
 }
 
 func (s *Spec) uboot() bool { return s.Board.Bootloader.Backend == "uboot" }
