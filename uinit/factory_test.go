@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
@@ -337,5 +338,33 @@ func TestParseParamsFactoryReset(t *testing.T) {
 	p, err := parseParams("lifeboat.mode=factory-reset lifeboat.layout=small")
 	if err != nil || p.mode != FactoryResetMode {
 		t.Errorf("parseParams = %+v, %v; want mode factory-reset", p, err)
+	}
+}
+
+// TestFactoryResetEncrypted: an encrypted data partition is crypto-erased,
+// its sealed key removed, and left without a file system, saying why.
+func TestFactoryResetEncrypted(t *testing.T) {
+	r := newRepo(t)
+	r.publish("1")
+	// pkg/dmcrypt's golden LUKS2 volume, its key sealed beside the
+	// environment.
+	d := newCryptDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0"},
+		nil, func(pass []byte) []byte { return []byte("sealed") })
+	key := filepath.Join(d.esp, filepath.FromSlash(board.SealedKeyPath("data")))
+	out, res := d.run(nil, "lifeboat.mode=factory-reset lifeboat.layout=ab-crypt lifeboat.after=poweroff")
+	if !res.OK || res.Slot != "A" || len(res.Wiped) != 1 || res.Wiped[0].Label != "data" {
+		t.Fatalf("result %+v\n%s", res, out)
+	}
+	if !strings.Contains(out, "cannot be re-keyed here (no LUKS2 formatter yet)") {
+		t.Errorf("the console does not say the partition is left without a file system:\n%s", out)
+	}
+	if b := d.slotBytes("data", 8); bytes.HasPrefix(b, []byte("LUKS")) {
+		t.Errorf("the data partition still starts with LUKS magic: %q", b)
+	}
+	if _, err := os.Stat(key); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the sealed key is still there: %v", err)
+	}
+	if env := d.env(); env[slot.OrderVar] != "A recovery" || env[ModeVar] != "" {
+		t.Errorf("grubenv after the reset = %v", env)
 	}
 }
