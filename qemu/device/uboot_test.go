@@ -88,6 +88,9 @@ func TestBoardBootCmd(t *testing.T) {
 	if got := device.UBootBoard()["bootdelay"]; got != "-2" {
 		t.Errorf("UBootBoard's bootdelay=%s: the autoboot would look for a key and stop at the prompt on the held Ctrl-C; want -2", got)
 	}
+	if got := device.UBootBoard()["bootcmd"]; !strings.Contains(got, "source ${scriptaddr}") || strings.Contains(got, "for ") || strings.Contains(got, "run ") {
+		t.Errorf("UBootBoard's bootcmd=%q: want the script sourced with no loop (hush abandons a loop on Ctrl-C) and nothing run that may hold one", got)
+	}
 	if cfg.Copies[0].Size != 0x4000 || cfg.Copies[0].Offset != 0 {
 		t.Errorf("%s: fw_env %v, but the script imports and exports 0x4000 bytes at offset 0", b.Name, cfg)
 	}
