@@ -92,6 +92,9 @@ func (f *flow) factoryReset(ctx context.Context) (string, string, error) {
 		if rec.Image.Class != class {
 			return "", "", &phaseError{"factory", fmt.Errorf("the factory image is of class %s; the layout boots class %s", rec.Image.Class, class)}
 		}
+		if err := f.fits(ctx, partitionOf(l, class, target), rec.Image.Size); err != nil {
+			return "", "", &phaseError{"factory", err}
+		}
 		f.res.Version = rec.Version
 		f.say("factory image: release %s, %d bytes of %s, checked against the factory record", rec.Version, rec.Image.Size, fp.Label)
 	} else {
@@ -177,6 +180,23 @@ func (f *flow) readFactory(ctx context.Context, p board.Partition) (*factory.Rec
 		return nil, nil, &phaseError{"factory", fmt.Errorf("factory partition %s: %w", p.Label, err)}
 	}
 	return rec, idx, nil
+}
+
+// fits checks that n bytes fit in the partition labelled label.
+func (f *flow) fits(ctx context.Context, label string, n int64) error {
+	dev, err := f.sys.Partition(ctx, label)
+	if err != nil {
+		return err
+	}
+	d, err := blockdev.Open(dev, os.O_RDONLY)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if d.Size() < n {
+		return fmt.Errorf("the factory image, %d bytes, does not fit in %s (%d bytes)", n, label, d.Size())
+	}
+	return nil
 }
 
 // goodSlot is the slot an A/B reset keeps: the first good one in the

@@ -178,6 +178,11 @@ func TestFactoryResetRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "factory", "does not match the length and SHA-256"},
+		{"slot too small", func(t *testing.T, d *device) {
+			if err := os.Truncate(d.sys.parts["rootfs"], 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		}, "factory", "does not fit in rootfs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRepo(t)
