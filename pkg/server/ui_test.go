@@ -101,6 +101,16 @@ func TestUISignIn(t *testing.T) {
 		}
 	}
 
+	// A sign-in posted from another site is refused.
+	hr := httptest.NewRequest("POST", "/ui/signin", strings.NewReader(url.Values{"token": {f.op["viewer"]}}.Encode()))
+	hr.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	hr.Header.Set("Origin", "https://evil.example")
+	w = httptest.NewRecorder()
+	f.srv.ServeHTTP(w, hr)
+	if w.Code != http.StatusForbidden || len(w.Result().Cookies()) != 0 || !strings.Contains(w.Body.String(), "posted from https://evil.example") {
+		t.Errorf("sign in from another origin = %d, cookies %v; want 403 and no cookie", w.Code, w.Result().Cookies())
+	}
+
 	// The cookie: HttpOnly, SameSite=Strict, for /ui/; Secure over TLS.
 	for _, overTLS := range []bool{false, true} {
 		hr := httptest.NewRequest("POST", "/ui/signin", strings.NewReader(url.Values{"token": {f.op["viewer"]}, "next": {"/ui/rollouts"}}.Encode()))

@@ -281,6 +281,14 @@ func (u *UI) signInForm(w http.ResponseWriter, r *http.Request) {
 
 // signIn: POST /ui/signin, token=...: a new session for the operator.
 func (u *UI) signIn(w http.ResponseWriter, r *http.Request) {
+	// No session yet, so no CSRF token: a browser names the page that
+	// posts the form, and another site's is refused (login CSRF).
+	if o := r.Header.Get("Origin"); o != "" {
+		if ou, err := url.Parse(o); err != nil || ou.Host != r.Host {
+			u.render(w, http.StatusForbidden, "signin", &view{Title: "Sign in", Error: "sign-in form posted from " + o + ", not from this server", Data: "/ui/"})
+			return
+		}
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxFormSize)
 	if err := r.ParseForm(); err != nil {
 		u.render(w, http.StatusBadRequest, "signin", &view{Title: "Sign in", Error: "form: " + err.Error(), Data: "/ui/"})
