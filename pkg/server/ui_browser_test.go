@@ -20,6 +20,9 @@ import (
 // the form, watches its progress change as devices report (the page is
 // not reloaded), and pauses it.
 func TestUIBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a headless Chromium (a few seconds); make test runs it")
+	}
 	testtool.Require(t, "chromium")
 	chromium, _ := exec.LookPath("chromium")
 
