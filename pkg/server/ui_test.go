@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -11,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
@@ -172,6 +175,8 @@ func TestUIPages(t *testing.T) {
 		t.Fatalf("inventory = %d %s", w.Code, w.Body)
 	}
 	ro := f.createRollout(`{"board": "qemu-x86_64", "version": "2.0", "filter": "id=dev-y", "waves": ["100%"], "success_threshold": 1, "error_threshold": 0}`)
+	var logged bytes.Buffer
+	f.srv = New(f.st, WithClock(func() time.Time { return f.now }), WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	c := f.signIn("viewer")
 	for _, tc := range []struct {
 		path   string
@@ -214,6 +219,9 @@ func TestUIPages(t *testing.T) {
 		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 			t.Errorf("GET %s: Content-Security-Policy %q", tc.path, csp)
 		}
+	}
+	if logged.Len() != 0 {
+		t.Errorf("pages answered, refusals included, logged:\n%s", &logged)
 	}
 	// Only an operator sees the actions and the new rollout link.
 	for _, s := range []string{`id="new"`} {

@@ -237,12 +237,12 @@ func (u *UI) page(min store.Role, what string, h func(http.ResponseWriter, *http
 		}
 		op, err := u.svc.Authorize(r.Context(), s.tokenSHA256, min, what)
 		v.Op, v.CSRF = op, s.csrf
-		if status, _ := u.statusOf(r, err); err != nil && status == http.StatusUnauthorized {
-			// The token was revoked since: so is the session.
-			u.endSession(w, r, id)
-			v.Op = store.OperatorToken{}
-		}
 		if err != nil {
+			if status, _ := u.statusOf(r, err); status == http.StatusUnauthorized {
+				// The token was revoked since: so is the session.
+				u.endSession(w, r, id)
+				v.Op = store.OperatorToken{}
+			}
 			u.fail(w, r, v, err)
 			return
 		}
@@ -297,6 +297,7 @@ func (u *UI) signIn(w http.ResponseWriter, r *http.Request) {
 	op, err := u.svc.SignIn(r.Context(), strings.TrimSpace(r.PostForm.Get("token")))
 	if err != nil {
 		status, msg := u.statusOf(r, err)
+		u.log.Info("sign-in refused", "remote", r.RemoteAddr, "why", msg)
 		u.render(w, status, "signin", &view{Title: "Sign in", Error: msg, Data: next(r)})
 		return
 	}
