@@ -38,6 +38,7 @@ declare -A need=(
 	[/usr/lib/u-boot/qemu_arm64/u-boot.bin]=u-boot-qemu
 	[pg_ctlcluster]=postgresql
 	[/usr/lib/postgresql/15/bin/postgres]=postgresql
+	[chromium]=chromium
 )
 
 missing=()
