@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/ddi"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
@@ -55,6 +56,7 @@ type Server struct {
 	repos     *repository.Repositories
 	repoURL   string
 	maxUpload int64
+	artifacts *ddi.Files
 }
 
 // Option sets an optional setting of New.
@@ -125,6 +127,7 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
 	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
+	s.routeDDI()
 	if s.repos != nil {
 		// Static files, for devices and CDNs: plain-text errors.
 		s.mux.Handle("GET /repo/", http.StripPrefix("/repo", s.repos.Handler()))

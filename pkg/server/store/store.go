@@ -154,5 +154,6 @@ type Store interface {
 	Operators
 	Audit
 	Fleet
+	Artifacts
 	Close() error
 }
