@@ -44,7 +44,9 @@ func (f *fixture) withDDI() (swu []byte, action int64) {
 	return swu, ro.ID
 }
 
-func target(token string) map[string]string { return map[string]string{"Authorization": "TargetToken " + token} }
+func target(token string) map[string]string {
+	return map[string]string{"Authorization": "TargetToken " + token}
+}
 
 // ddiGet reads a DDI resource as dev's target token.
 func (f *fixture) ddiGet(dev, path string, v any) {
