@@ -13,7 +13,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,6 +49,33 @@ func (c *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = countingWriter{w, &c.bytes}
 	}
 	c.h.ServeHTTP(w, r)
+}
+
+// stop kills cmd's process group, once, and reaps cmd.
+func stop(cmd *exec.Cmd) {
+	if cmd.ProcessState == nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+}
+
+// syncBuffer is a buffer swupdate's output is written to while the test
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func run(t *testing.T, dir string, name string, args ...string) {
@@ -192,24 +221,24 @@ func TestSuricatta(t *testing.T) {
 	json.Unmarshal(call("POST", "/api/v1/rollouts", "application/json", []byte(`{"board": "qemu-x86_64", "version": "2.0", "filter": "id=`+id+`", "waves": ["100%"], "success_threshold": 1, "error_threshold": 0}`)), &ro)
 	call("POST", fmt.Sprintf("/api/v1/rollouts/%d/start", ro.ID), "", nil)
 
-	suricatta := func(extra string) (*exec.Cmd, *bytes.Buffer) {
+	suricatta := func(extra string) (*exec.Cmd, *syncBuffer) {
 		script := `mount --bind "$1" /tmp && shift && exec "$@"`
 		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", tmp,
 			"swupdate", "-v", "-k", "/tmp/cert.pem", "-m", "-H", "qemu-x86_64:1.0", "-u", "-t DEFAULT -u "+url+" -i "+id+" -k "+devTok+" -p 1 "+extra)
 		cmd.Dir = work
 		cmd.Env = append(os.Environ(), "TMPDIR=/tmp/")
-		var log bytes.Buffer
+		var log syncBuffer
 		cmd.Stdout, cmd.Stderr = &log, &log
+		// swupdate forks its workers: the group is killed, at the end
+		// of the test or when it fails.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { stop(cmd) })
 		return cmd, &log
 	}
-	stop := func(cmd *exec.Cmd) {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-	waitFor := func(what string, log *bytes.Buffer, ok func(store.Device) bool) {
+	waitFor := func(what string, log *syncBuffer, ok func(store.Device) bool) {
 		t.Helper()
 		deadline := time.Now().Add(45 * time.Second)
 		for time.Now().Before(deadline) {
@@ -244,8 +273,7 @@ func TestSuricatta(t *testing.T) {
 	}
 
 	// After the "reboot": the update confirmed.
-	cmd, log = suricatta("-c 2")
-	defer stop(cmd)
+	_, log = suricatta("-c 2")
 	waitFor("closed+success feedback", log, func(d store.Device) bool { return d.Status != nil && d.Status.Phase == api.PhaseInstalled })
 	d, _ := st.Device(ctx, id)
 	if d.InstalledVersion != "2.0" {
