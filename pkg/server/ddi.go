@@ -250,6 +250,10 @@ func (s *Server) addArtifact(w http.ResponseWriter, r *http.Request, op store.Op
 	if ct := r.Header.Get("Content-Type"); ct != "application/octet-stream" {
 		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type %q: want application/octet-stream", ct)
 	}
+	// Refuse what the store would refuse before the bytes are stored.
+	if err := s.canAttach(r, board, version, name); err != nil {
+		return err
+	}
 	tooLarge := errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "artifact over %d bytes", s.maxUpload)
 	if r.ContentLength > s.maxUpload {
 		return tooLarge
@@ -272,6 +276,31 @@ func (s *Server) addArtifact(w http.ResponseWriter, r *http.Request, op store.Op
 	}
 	writeJSON(w, http.StatusCreated, api.Artifact{Board: board, Version: version, Name: name, Size: sums.Size, SHA256: sums.SHA256, SHA1: sums.SHA1, MD5: sums.MD5})
 	return nil
+}
+
+// canAttach refuses an attach to a release that is not there (404) or
+// of a name it has (409), as AddArtifact would, before the upload is read.
+func (s *Server) canAttach(r *http.Request, board, version, name string) error {
+	rs, err := s.store.Releases(r.Context())
+	if err != nil {
+		return err
+	}
+	for _, rel := range rs {
+		if rel.Board != board || rel.Version != version {
+			continue
+		}
+		as, err := s.store.Artifacts(r.Context(), board, version)
+		if err != nil {
+			return err
+		}
+		for _, a := range as {
+			if a.Name == name {
+				return storeError(fmt.Errorf("release %s %s: artifact %s: %w", board, version, name, store.ErrExists))
+			}
+		}
+		return nil
+	}
+	return storeError(fmt.Errorf("release %s %s: %w", board, version, store.ErrNotFound))
 }
 
 func validArtifactName(n string) bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,10 +21,12 @@ import (
 // withDDI gives the fixture's server an artifact store, a release 2.0
 // with update.swu attached, and a running rollout of it to dev-x and
 // dev-expired (so that one failure of dev-x does not halt it); it
-// returns the file and the rollout's ID (dev-x's action).
-func (f *fixture) withDDI() (swu []byte, action int64) {
+// returns the file, the rollout's ID (dev-x's action) and the artifact
+// store's directory.
+func (f *fixture) withDDI() (swu []byte, action int64, dir string) {
 	f.t.Helper()
-	files, err := ddi.OpenFiles(filepath.Join(f.t.TempDir(), "artifacts"))
+	dir = filepath.Join(f.t.TempDir(), "artifacts")
+	files, err := ddi.OpenFiles(dir)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -41,7 +44,7 @@ func (f *fixture) withDDI() (swu []byte, action int64) {
 		f.t.Fatalf("attach = %+v, want %+v", a, want)
 	}
 	ro := f.startRollout(`{"board": "` + testBoard + `", "version": "2.0", "filter": "id=dev-x or id=dev-expired", "waves": ["100%"], "success_threshold": 1, "error_threshold": 0.5}`)
-	return swu, ro.ID
+	return swu, ro.ID, dir
 }
 
 func target(token string) map[string]string {
@@ -85,7 +88,7 @@ func jsonStrings(ss []string) string {
 // dev-y, in no rollout, is offered nothing.
 func TestDDI(t *testing.T) {
 	f := newFixture(t)
-	swu, action := f.withDDI()
+	swu, action, _ := f.withDDI()
 
 	var root ddi.Root
 	f.ddiGet("dev-y", "/DEFAULT/controller/v1/dev-y", &root)
@@ -178,7 +181,7 @@ func TestDDI(t *testing.T) {
 // nothing.
 func TestDDIRefusals(t *testing.T) {
 	f := newFixture(t)
-	_, action := f.withDDI()
+	_, action, dir := f.withDDI()
 	const js = "application/json"
 	x := f.dev["dev-x"]
 	unknown, _ := f.token()
@@ -238,6 +241,7 @@ func TestDDIRefusals(t *testing.T) {
 			f.t = t
 			before := f.snapshot()
 			arts, _ := f.st.Artifacts(context.Background(), testBoard, "2.0")
+			stored, _ := os.ReadDir(dir)
 			w := f.do(tc.req)
 			if w.Code != tc.status {
 				t.Fatalf("%s %s = %d %q, want %d", tc.req.method, tc.req.path, w.Code, w.Body, tc.status)
@@ -252,6 +256,9 @@ func TestDDIRefusals(t *testing.T) {
 			}
 			if after, _ := f.st.Artifacts(context.Background(), testBoard, "2.0"); !cmp.Equal(arts, after) {
 				t.Errorf("the refused request changed the artifacts: %v, then %v", arts, after)
+			}
+			if after, _ := os.ReadDir(dir); len(after) != len(stored) {
+				t.Errorf("the refused request left a file in the artifact store: %d files, then %d", len(stored), len(after))
 			}
 		})
 	}
