@@ -37,6 +37,7 @@ declare -A need=(
 	[mkfs.fat]=dosfstools
 	[qemu-system-aarch64]=qemu-system-arm
 	[/usr/lib/u-boot/qemu_arm64/u-boot.bin]=u-boot-qemu
+	[chromium]=chromium
 )
 
 missing=()

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,14 +12,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lifeboat-update/lifeboat/initramfs"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/factory"
 	"github.com/lifeboat-update/lifeboat/pkg/flash"
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/qemu"
-	"github.com/lifeboat-update/lifeboat/qemu/cpio"
 	qdevice "github.com/lifeboat-update/lifeboat/qemu/device"
 )
 
@@ -95,33 +92,6 @@ func (f *recoveryFixture) blankDisk(t *testing.T, layout string) string {
 	return disk
 }
 
-// flashRamdisk is the recovery ramdisk a line station boots: the
-// fixture's, which carries no root of trust (its devices are provisioned
-// by the disk builder), with the repository's root.json added at
-// initramfs.RootPath as a second, uncompressed archive: the kernel unpacks
-// concatenated archives in order.
-func (f *recoveryFixture) flashRamdisk(t *testing.T) string {
-	t.Helper()
-	b, err := os.ReadFile(f.Ramdisk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf := bytes.NewBuffer(b)
-	buf.Write(make([]byte, (4-len(b)%4)%4)) // an archive starts 4-byte aligned; the kernel skips the zeros
-	w := cpio.NewWriter(buf)
-	if err := w.WriteFile(strings.TrimPrefix(initramfs.RootPath, "/"), 0o644, f.Root); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "ramdisk-root.img")
-	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // flashSpec boots ramdisk from the line station, as a netboot or USB boot
 // would, in flash mode, with the command line's extra parameters.
 func (f *recoveryFixture) flashSpec(disk, ramdisk, layout, extra string) qdevice.RunSpec {
@@ -184,7 +154,7 @@ func (f *recoveryFixture) checkFlashed(t *testing.T, disk, layout string, res fl
 // refused and not written.
 func TestRecoveryFlash(t *testing.T) {
 	f := needRecovery(t)
-	ramdisk := f.flashRamdisk(t)
+	ramdisk := f.Ramdisk // it carries the repository's root.json, as a line station's must
 
 	t.Run("network", func(t *testing.T) {
 		srv := serveRepo(t, f.flashSource(t, "ab"))

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -63,46 +66,73 @@ func partitionHashes(t *testing.T, d *qdevice.Disk) map[string][32]byte {
 	return out
 }
 
-// partitionIsZero reports whether the partition label of d reads as zeros, and
-// the offset of the first byte that does not.
-func partitionIsZero(t *testing.T, d *qdevice.Disk, label string) (bool, int64) {
+// partitionFile copies the partition label of d into a file and returns
+// its path.
+func partitionFile(t *testing.T, d *qdevice.Disk, label string) string {
 	t.Helper()
-	f, err := os.Open(d.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	off, size, err := d.Partition(label)
 	if err != nil {
 		t.Fatal(err)
 	}
-	buf, zero := make([]byte, 1<<20), make([]byte, 1<<20)
-	r := io.NewSectionReader(f, off, size)
-	for pos := int64(0); pos < size; {
-		n, err := r.ReadAt(buf[:min(int64(len(buf)), size-pos)], pos)
-		if err != nil && err != io.EOF {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(buf[:n], zero[:n]) {
-			return false, pos
-		}
-		pos += int64(n)
+	src, err := os.Open(d.Path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return true, 0
+	defer src.Close()
+	p := filepath.Join(t.TempDir(), label+".img")
+	dst, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(dst, io.NewSectionReader(src, off, size))
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// debugfsCat returns the file name in the ext4 image img, or an error
+// saying it is not there.
+func debugfsCat(img, name string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("debugfs", "-R", "cat /"+name, img)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// debugfs exits 0 for a file it cannot find, and says so on stderr.
+	if err := cmd.Run(); err != nil || bytes.Contains(stderr.Bytes(), []byte("not found")) {
+		return "", fmt.Errorf("debugfs cat %s: %v: %s", name, err, stderr.Bytes())
+	}
+	return stdout.String(), nil
+}
+
+// checkEmptyExt4 checks that the partition label of d is a clean ext4 that
+// no longer holds the trusted state Build provisioned.
+func checkEmptyExt4(t *testing.T, d *qdevice.Disk, label string) {
+	t.Helper()
+	img := partitionFile(t, d, label)
+	if r := command(t, nil, "e2fsck", "-fn", img); r.code != 0 {
+		t.Errorf("e2fsck -fn of %s: exit status %d\n%s%s", label, r.code, r.stdout, r.stderr)
+	}
+	if out, err := debugfsCat(img, qdevice.StateDir+"/root.json"); err == nil {
+		t.Errorf("%s still holds the trusted state: %.60q", label, out)
+	}
 }
 
 // TestRecoveryWipe is issue 7's acceptance 5: lifeboat.mode=wipe wipes
-// the data partition, every other partition stays byte for byte as it
-// was, and the bootloader still boots v1 from slot A; a wipe of the good
-// slot is refused and writes nothing.
+// the data partition, which is then a clean, empty ext4, every other
+// partition stays byte for byte as it was, and the bootloader still boots
+// v1 from slot A; a wipe of the good slot is refused and writes nothing.
 func TestRecoveryWipe(t *testing.T) {
 	f := needRecovery(t)
+	requireTools(t, "e2fsck", "debugfs")
 
 	t.Run("data", func(t *testing.T) {
 		d := f.newDevice(t, nil)
 		before := partitionHashes(t, d)
-		if zero, _ := partitionIsZero(t, d, "data"); zero {
-			t.Fatal("the data partition reads as zeros before the wipe")
+		if _, err := debugfsCat(partitionFile(t, d, "data"), qdevice.StateDir+"/root.json"); err != nil {
+			t.Fatalf("no trusted state on the data partition before the wipe: %v", err)
 		}
 		lines := f.boot(t, f.direct(d, "lifeboat.mode=wipe lifeboat.wipe=data lifeboat.after=poweroff"))
 		res := wipeResultOf(t, lines)
@@ -120,9 +150,7 @@ func TestRecoveryWipe(t *testing.T) {
 				t.Errorf("console lacks phase %s", ph)
 			}
 		}
-		if zero, at := partitionIsZero(t, d, "data"); !zero {
-			t.Errorf("the data partition has a non-zero byte at %d after the wipe", at)
-		}
+		checkEmptyExt4(t, d, "data")
 		after := partitionHashes(t, d)
 		for label, h := range before {
 			if label != "data" && after[label] != h {

@@ -79,7 +79,7 @@ type Sources interface {
 // LIFEBOAT-RESULT and its JSON.
 type Result struct {
 	OK      bool   `json:"ok"`
-	Mode    string `json:"mode,omitempty"`  // lifeboat.mode: update, wipe or flash
+	Mode    string `json:"mode,omitempty"`  // lifeboat.mode: update, wipe, factory-reset or flash
 	Check   string `json:"check,omitempty"` // the check that failed: a release attack class, or the phase
 	Error   string `json:"error,omitempty"`
 	Board   string `json:"board"`
@@ -93,11 +93,15 @@ type Result struct {
 	FetchedBytes int64 `json:"fetched_bytes"`
 	// ImageBytes are the bytes of the images written.
 	ImageBytes int64 `json:"image_bytes"`
-	// Wiped are the partitions wipe mode cleared (wipe.go).
+	// Wiped are the partitions wipe mode or a factory reset cleared
+	// (wipe.go, factory.go).
 	Wiped []Wiped `json:"wiped,omitempty"`
 	// Identity is the registration of the identity flash mode wrote
 	// (flash.go), for the fleet server.
 	Identity *identity.Registration `json:"identity,omitempty"`
+	// Resumed says a factory reset found itself under way: a power cut
+	// interrupted an earlier run.
+	Resumed bool `json:"resumed,omitempty"`
 	// Phases are the seconds each phase took, in order.
 	Phases []Phase `json:"phases"`
 	// UptimeAtStart is the kernel's uptime when the flow began, in
@@ -227,6 +231,8 @@ func (f *flow) run(ctx context.Context, cmdline string) error {
 		err = f.wipe(ctx)
 	case err == nil && p.mode == "flash":
 		slotName, verity, err = f.flash(ctx)
+	case err == nil && p.mode == FactoryResetMode:
+		slotName, verity, err = f.factoryReset(ctx) // factory.go
 	case err == nil:
 		slotName, verity, err = f.update(ctx)
 	}
@@ -710,7 +716,9 @@ func (f *flow) fail(err error) {
 	f.res.Check = check(err)
 	f.res.Error = err.Error()
 	f.say("FAILED (%s): %v", f.res.Check, err)
-	if f.recoveryFirst {
+	if f.recoveryFirst && f.p.mode == FactoryResetMode {
+		f.say("a factory reset is under way: the bootloader boots recovery, which resumes it")
+	} else if f.recoveryFirst {
 		f.say("the slot is being updated in place: the bootloader boots recovery, which resumes the update")
 	} else {
 		f.say("nothing was switched: the bootloader boots what it booted before")

@@ -22,6 +22,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
+	"github.com/lifeboat-update/lifeboat/pkg/mkfs"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
@@ -32,15 +33,21 @@ import (
 const (
 	slotSize  = 6 << 20
 	imageSize = 3<<20 + 12345
+	// dataSize fits the smallest ext4 the flow makes (pkg/mkfs).
+	dataSize = mkfs.MinExt4Size + 4<<20
 )
 
 // fakeSys is a System over files: partitions are files, mounts are
 // directories made beforehand, the TPM is a tpm.Fake, the device mapper a
-// dm.Fake, and the calls that leave Linux are recorded.
+// dm.Fake, and the calls that leave Linux are recorded. A partition that
+// holds an ext4 file system the fake has not mounted before (a new
+// superblock UUID: mkfs ran) is mounted on its directory emptied, as the
+// kernel would show a new file system.
 type fakeSys struct {
 	parts  map[string]string // PARTLABEL -> file
 	disks  map[string]string // kernel name of a whole disk -> file (flash_test.go)
 	mounts map[string]string // device -> directory
+	uuids  map[string]string // device -> the ext4 UUID last mounted
 	tpm    tpm.Sealer        // nil: the machine has no TPM
 	dm     *dm.Fake
 	calls  []string
@@ -76,11 +83,40 @@ func (s *fakeSys) Partition(ctx context.Context, label string) (string, error) {
 }
 
 func (s *fakeSys) Mount(dev, fstype string, ro bool) (string, error) {
-	if d, ok := s.mounts[dev]; ok {
-		s.calls = append(s.calls, "mount "+filepath.Base(dev))
-		return d, nil
+	d, ok := s.mounts[dev]
+	if !ok {
+		return "", fmt.Errorf("mount %s: no file system", dev)
 	}
-	return "", fmt.Errorf("mount %s: no file system", dev)
+	if uuid, ok := ext4UUID(dev); ok && fstype == "ext4" && s.uuids[dev] != uuid {
+		if s.uuids == nil {
+			s.uuids = map[string]string{}
+		}
+		s.uuids[dev] = uuid
+		if err := os.RemoveAll(d); err != nil {
+			return "", err
+		}
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	s.calls = append(s.calls, "mount "+filepath.Base(dev))
+	return d, nil
+}
+
+// ext4UUID reads the UUID of the ext4 file system in file, if it holds
+// one: its superblock is at 1024, the magic 0xEF53 at 0x38 in it, the
+// UUID at 0x68.
+func ext4UUID(file string) (string, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	sb := make([]byte, 0x78)
+	if _, err := f.ReadAt(sb, 1024); err != nil || sb[0x38] != 0x53 || sb[0x39] != 0xef {
+		return "", false
+	}
+	return fmt.Sprintf("%x", sb[0x68:0x78]), true
 }
 
 func (s *fakeSys) Unmount(dir string) error {
@@ -125,6 +161,7 @@ type device struct {
 	t     *testing.T
 	board *board.Board
 	sys   *fakeSys
+	sysw  System // if set, the System the flow runs on, wrapping sys
 	esp   string
 	etc   string
 }
@@ -140,7 +177,11 @@ func newDevice(t *testing.T, rootJSON []byte, env bootenv.Vars) *device {
 		esp: filepath.Join(dir, "esp"), etc: filepath.Join(dir, "etc")}
 	for _, label := range []string{"rootfs-a", "rootfs-b", "esp", "data"} {
 		file := filepath.Join(dir, label+".part")
-		junk := make([]byte, slotSize)
+		size := slotSize
+		if label == "data" {
+			size = dataSize
+		}
+		junk := make([]byte, size)
 		rand.NewChaCha8([32]byte{byte(len(label))}).Read(junk)
 		if err := os.WriteFile(file, junk, 0o600); err != nil {
 			t.Fatal(err)

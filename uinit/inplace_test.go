@@ -175,7 +175,11 @@ func (d *device) runConsole(src Sources, cmdline string, open func(string) (inpl
 	d.t.Helper()
 	var console bytes.Buffer
 	d.sys.calls = nil
-	f := &flow{sys: d.sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now, openSlot: open, inplaceRAM: 64 << 10, inplaceCommit: testCommit}
+	var sys System = d.sys
+	if d.sysw != nil {
+		sys = d.sysw
+	}
+	f := &flow{sys: sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now, openSlot: open, inplaceRAM: 64 << 10, inplaceCommit: testCommit}
 	if err := f.run(context.Background(), cmdline); err != nil {
 		d.t.Fatalf("run: %v\n%s", err, console.String())
 	}

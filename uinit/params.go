@@ -10,7 +10,7 @@ import (
 
 // params are the recovery entry's kernel command line (README.md).
 type params struct {
-	mode   string // update, wipe, flash, shell
+	mode   string // update, wipe, factory-reset, flash, shell
 	source string // auto, net, usb
 	repo   string // repository URL, or "" for DHCP's offer or the board's
 	layout string
@@ -22,7 +22,7 @@ type params struct {
 }
 
 var choices = map[string][]string{
-	"mode":   {"update", "wipe", "flash", "shell"},
+	"mode":   {"update", "wipe", "factory-reset", "flash", "shell"},
 	"source": {"auto", "net", "usb"},
 	"after":  {"kexec", "reboot", "poweroff"},
 	"onfail": {"shell", "poweroff", "reboot"},

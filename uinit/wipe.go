@@ -45,8 +45,10 @@ const wipeCheck = "refused"
 // label wipes nothing:
 //
 //   - the label must be a partition of the board's layout;
-//   - data partitions are wiped (an encrypted one loses its LUKS2 header,
-//     so its data cannot be unlocked again);
+//   - data partitions are wiped and get a new, empty ext4, so that the
+//     next update provisions its trusted state there (an encrypted one
+//     loses its LUKS2 header, so its data cannot be unlocked again, and
+//     is left without a file system: it cannot be re-keyed here);
 //   - a slot partition is wiped only when the bootloader cannot boot its
 //     slot: neither good nor on trial nor next to boot;
 //   - the ESP, boot, recovery and factory partitions, and the partition
@@ -71,13 +73,19 @@ func (f *flow) wipe(ctx context.Context) error {
 	f.phase("check")
 
 	for _, p := range parts {
-		w, err := f.wipeOne(ctx, p.Label)
+		var w Wiped
+		var err error
+		if p.Role == board.RoleData {
+			w, err = f.freshData(ctx, p) // factory.go: and a new ext4
+		} else {
+			if w, err = f.wipeOne(ctx, p.Label); err == nil {
+				f.sayWiped(w)
+			}
+		}
 		if err != nil {
 			return &phaseError{"wipe", err}
 		}
 		f.res.Wiped = append(f.res.Wiped, w)
-		f.say("wiped %s: %d bytes read back as zeros (%d discarded, %d zeroed by the device, %d by writing)",
-			p.Label, w.Verified, w.Discarded, w.ZeroedByDevice, w.ZeroedByWriting)
 	}
 	f.phase("wipe")
 	return nil
@@ -164,6 +172,12 @@ func bootable(st slot.Status, s slot.Name) string {
 		return "is the slot the bootloader boots next"
 	}
 	return ""
+}
+
+// sayWiped says what wipeOne did.
+func (f *flow) sayWiped(w Wiped) {
+	f.say("wiped %s: %d bytes read back as zeros (%d discarded, %d zeroed by the device, %d by writing)",
+		w.Label, w.Verified, w.Discarded, w.ZeroedByDevice, w.ZeroedByWriting)
 }
 
 // wipeOne wipes the partition labelled label whole, and reads it back.

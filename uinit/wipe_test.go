@@ -46,13 +46,25 @@ func TestWipe(t *testing.T) {
 				t.Fatalf("result %+v, want ok, mode wipe, %d partitions wiped\n%s", res, len(tc.wiped), out)
 			}
 			for i, label := range tc.wiped {
-				if w := res.Wiped[i]; w.Label != label || w.Bytes != slotSize || w.Verified != slotSize {
-					t.Errorf("wiped[%d] = %+v, want %s, %d bytes wiped and verified", i, w, label, slotSize)
+				size := int64(slotSize)
+				if label == "data" {
+					size = dataSize
+				}
+				if w := res.Wiped[i]; w.Label != label || w.Bytes != size || w.Verified != size {
+					t.Errorf("wiped[%d] = %+v, want %s, %d bytes wiped and verified", i, w, label, size)
 				}
 			}
 			after := partBytes(t, d)
 			for label, b := range after {
 				switch {
+				case label == "data":
+					// A new, empty ext4, so that the device keeps updating.
+					if _, ok := ext4UUID(d.sys.parts[label]); !ok {
+						t.Errorf("data holds no ext4 file system after the wipe")
+					}
+					if bytes.Contains(b, before[label][:64<<10]) {
+						t.Errorf("data still holds its old bytes after the wipe")
+					}
 				case strings.Contains(tc.cmdline, label):
 					if !bytes.Equal(b, make([]byte, len(b))) {
 						t.Errorf("%s does not read as zeros after the wipe", label)

@@ -1,12 +1,13 @@
 # The qemu-arm64 board's boot script (boards/qemu-arm64/boot.cmd), built
-# into boot.scr on the boot partition (partition 1, which U-Boot's
-# distro_bootcmd scans). docs/bootloader-uboot.md's rules, verbatim, over
-# Lifeboat's variables kept in lifeboat.env on that partition: U-Boot's
-# environment format (a CRC32, then name=value strings), 16 KiB, one copy,
-# which Linux writes with pkg/bootenv/uboot through the mounted FAT
-# (board.json's fw_env). Debian's arm64 kernels have no driver for the
-# virt board's CFI flash, so Linux cannot write U-Boot's own environment;
-# this script never saves that one.
+# into boot.scr on the boot partition (partition 1, whence the flash's
+# bootcmd loads and runs it: qemu/device.UBootBoard).
+# docs/bootloader-uboot.md's rules, verbatim, over Lifeboat's variables
+# kept in lifeboat.env on that partition: U-Boot's environment format (a
+# CRC32, then name=value strings), 16 KiB, one copy, which Linux writes
+# with pkg/bootenv/uboot through the mounted FAT (board.json's fw_env).
+# Debian's arm64 kernels have no driver for the virt board's CFI flash, so
+# Linux cannot write U-Boot's own environment; this script never saves
+# that one.
 #
 # The variables Lifeboat writes, and nothing else, from lifeboat.env.
 # Cleared first, so that a missing or damaged file boots recovery.
@@ -40,6 +41,26 @@ fi
 setenv lb_mode update
 if test "${lifeboat_mode}" = "factory-reset"; then
   setenv lb_mode factory-reset
+fi
+# The reset trigger (board.json's reset_trigger, console-key:ctrl-c):
+# Ctrl-C held on the serial console at power-on. U-Boot's sleep fails when
+# Ctrl-C arrives during it; the autoboot does not look for a key
+# (bootdelay=-2), and the bootcmd that runs this script has no loop, which
+# a Ctrl-C would abandon, so the key reaches this script (no loop may come
+# before this check either). Then the factory-reset
+# entry boots: the recovery ramdisk in mode factory-reset, before any
+# slot's try is counted; if it does not load, the selection below goes on.
+if sleep 1; then
+  true
+else
+  echo "LIFEBOAT reset trigger: factory reset"
+  if load virtio 0:1 ${kernel_addr_r} /lifeboat/Image; then
+    if load virtio 0:1 ${ramdisk_addr_r} /lifeboat/ramdisk.img; then
+      setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=factory-reset lifeboat.layout=${lb_layout} ${lifeboat_recovery_args}"
+      booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
+    fi
+  fi
+  echo "LIFEBOAT the factory-reset entry does not boot"
 fi
 # Lifeboat A/B selection (RAUC's variables; see docs/bootloader-uboot.md).
 setenv lb_slot

@@ -1,8 +1,8 @@
 // Package scenario sets up the recovery ramdisk's update story for a
-// board, on the host: the ramdisk built from this checkout, two demo OS
-// releases signed into a repository, slot A's factory content (release 1
-// installed by the same pipeline a device runs), and disks for the
-// board's QEMU machine. `make demo` and the end-to-end tests both start
+// board, on the host: the ramdisk built from this checkout (carrying the
+// repository's root.json), two demo OS releases signed into a repository,
+// slot A's factory content (release 1 installed by the same pipeline a
+// device runs), and disks for the board's QEMU machine. `make demo` and the end-to-end tests both start
 // from it.
 package scenario
 
@@ -81,12 +81,6 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 	}
 	s.Kernel = k.Image()
 
-	s.Ramdisk = filepath.Join(opt.Dir, "ramdisk.cpio.xz")
-	s.RamdiskResult, err = initramfs.Build(ctx, initramfs.Options{Board: b, Output: s.Ramdisk, ModuleRoot: opt.ModuleRoot, Logf: logf})
-	if err != nil {
-		return nil, fmt.Errorf("ramdisk: %w", err)
-	}
-
 	keyDir := filepath.Join(opt.Dir, "keys")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
 		return nil, err
@@ -107,8 +101,16 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Root, err = os.ReadFile(filepath.Join(s.Repo, release.MetadataDir, "1.root.json")); err != nil {
+	rootPath := filepath.Join(s.Repo, release.MetadataDir, "1.root.json")
+	if s.Root, err = os.ReadFile(rootPath); err != nil {
 		return nil, err
+	}
+	// The ramdisk carries the root too: a factory reset provisions the new
+	// data partition's trusted state from it.
+	s.Ramdisk = filepath.Join(opt.Dir, "ramdisk.cpio.xz")
+	s.RamdiskResult, err = initramfs.Build(ctx, initramfs.Options{Board: b, Output: s.Ramdisk, Root: rootPath, ModuleRoot: opt.ModuleRoot, Logf: logf})
+	if err != nil {
+		return nil, fmt.Errorf("ramdisk: %w", err)
 	}
 	for i, v := range Versions {
 		img := filepath.Join(opt.Dir, "demo-"+v+".img")

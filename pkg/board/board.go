@@ -44,8 +44,10 @@ type Board struct {
 	// (vda, mmcblk0, nvme0n1): the disk a manufacturing flash partitions.
 	// Empty for a board that is not flashed by the recovery ramdisk.
 	Disk string `json:"disk,omitempty"`
-	// ResetTrigger says how a user asks for a factory reset at power-on
-	// (for example "console-key:r"); empty for none.
+	// ResetTrigger says how a user asks for a factory reset at power-on;
+	// empty for none. The one kind is "console-key:KEY": KEY held on the
+	// serial console while the bootloader starts, a lower-case letter or
+	// digit, or ctrl-LETTER (ResetKey).
 	ResetTrigger string `json:"reset_trigger,omitempty"`
 	// RamdiskBudget is the most the xz-compressed ramdisk may weigh,
 	// modules included, in bytes.
@@ -161,10 +163,20 @@ func Parse(b []byte) (*Board, error) {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
-	diskRE   = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
-	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	diskRE    = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+	sha256RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	triggerRE = regexp.MustCompile(`^console-key:([a-z0-9]|ctrl-[a-z])$`)
 )
+
+// ResetKey returns the key of a console-key reset trigger ("r",
+// "ctrl-c"), or "" when the board has none.
+func (b *Board) ResetKey() string {
+	if m := triggerRE.FindStringSubmatch(b.ResetTrigger); m != nil {
+		return m[1]
+	}
+	return ""
+}
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
@@ -189,6 +201,8 @@ func (b *Board) Validate() error {
 		return invalid("ramdisk_budget %d: want a positive byte count", b.RamdiskBudget)
 	case len(b.Layouts) == 0:
 		return invalid("no layouts")
+	case b.ResetTrigger != "" && !triggerRE.MatchString(b.ResetTrigger):
+		return invalid("reset_trigger %q: want console-key:KEY, KEY a lower-case letter or digit, or ctrl-LETTER", b.ResetTrigger)
 	}
 	switch b.Bootloader.Backend {
 	case "grub":

@@ -107,6 +107,9 @@ func TestParseRejects(t *testing.T) {
 		{"too big", `"disk_size": "320M"`, `"disk_size": "200M"`, "does not fit"},
 		{"two rest", `"size": "96M"}`, `"size": "rest"}`, "Rest"},
 		{"disk path", `"disk": "vda"`, `"disk": "/dev/vda"`, "disk \"/dev/vda\""},
+		{"reset trigger kind", `"console-key:r"`, `"gpio:17"`, "reset_trigger"},
+		{"reset trigger key", `"console-key:r"`, `"console-key:R"`, "reset_trigger"},
+		{"reset trigger two keys", `"console-key:r"`, `"console-key:rr"`, "reset_trigger"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := strings.Replace(string(good), tc.old, tc.new, 1)
@@ -203,5 +206,19 @@ func TestUBootOpenEnv(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load after Save (-want +got):\n%s", diff)
+	}
+}
+
+func TestResetKey(t *testing.T) {
+	for _, tc := range []struct{ trigger, key string }{
+		{"", ""},
+		{"console-key:r", "r"},
+		{"console-key:7", "7"},
+		{"console-key:ctrl-c", "ctrl-c"},
+	} {
+		b := &Board{ResetTrigger: tc.trigger}
+		if got := b.ResetKey(); got != tc.key {
+			t.Errorf("ResetKey() of %q = %q, want %q", tc.trigger, got, tc.key)
+		}
 	}
 }

@@ -5,7 +5,9 @@
 //
 // [WriteFile] replaces a file atomically and durably: it writes the new
 // content to a temporary file in the same directory, fsyncs it, closes it,
-// renames it over the target and fsyncs the directory. Once it returns nil
+// renames it over the target, fsyncs it again under its new name (on FAT
+// the target's directory entry is written with the file) and fsyncs the
+// directory. Once it returns nil
 // the new content survives a power cut. If the power is cut while it runs,
 // after reboot the target holds either its complete old content or the
 // complete new content: never a mix, never a prefix, never empty or missing

@@ -90,10 +90,32 @@ func writeFile(fsys FS, name string, data []byte, perm fs.FileMode) (err error) 
 	// From here the temporary name is gone: a failure leaves the rename
 	// done but perhaps not durable, and nothing to remove.
 	tmp = ""
+	// On FAT (Linux's vfat: the ESP, a boot partition) the target's
+	// directory entry is written with the renamed file's inode, not with
+	// the directory: without this sync, syncing the directory makes the
+	// temporary name's removal durable while the target's entry still
+	// points at the old content's clusters, which may already be free. A
+	// power cut then leaves the old content, or a broken file.
+	if err := syncFile(fsys, name); err != nil {
+		return err
+	}
 	if err := fsys.SyncDir(dir); err != nil {
 		return err
 	}
 	return nil
+}
+
+// syncFile fsyncs the file name, which must exist, without writing it.
+func syncFile(fsys FS, name string) error {
+	f, err := fsys.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // Clean removes the temporary files that WriteFile calls interrupted by a

@@ -482,3 +482,59 @@ func FuzzWriteFile(f *testing.F) {
 		}
 	})
 }
+
+// recordFS records the calls that change or sync what is on disk.
+type recordFS struct {
+	FS
+	calls []string
+}
+
+func (r *recordFS) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := r.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(path.Base(name), TempPrefix) {
+		name = "tmp"
+	}
+	return &recordFile{File: f, r: r, name: name}, nil
+}
+
+func (r *recordFS) Rename(oldname, newname string) error {
+	r.calls = append(r.calls, "rename tmp "+newname)
+	return r.FS.Rename(oldname, newname)
+}
+
+func (r *recordFS) SyncDir(dir string) error {
+	r.calls = append(r.calls, "syncdir "+dir)
+	return r.FS.SyncDir(dir)
+}
+
+type recordFile struct {
+	File
+	r    *recordFS
+	name string
+}
+
+func (f *recordFile) Sync() error {
+	f.r.calls = append(f.r.calls, "sync "+f.name)
+	return f.File.Sync()
+}
+
+// TestWriteFileSyncsRenamedFile: after the rename the file is synced under
+// its new name before the directory, as FAT needs (the target's directory
+// entry is written with the file's inode there), which the Crash model
+// does not show.
+func TestWriteFileSyncsRenamedFile(t *testing.T) {
+	r := &recordFS{FS: OS(t.TempDir())}
+	if err := WriteFile(r, "env", []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sync tmp", "rename tmp env", "sync env", "syncdir ."}
+	if !slices.Equal(r.calls, want) {
+		t.Errorf("WriteFile calls %q, want %q", r.calls, want)
+	}
+	if b, err := r.ReadFile("env"); err != nil || string(b) != "new" {
+		t.Errorf("env = %q, %v; want new", b, err)
+	}
+}

@@ -84,18 +84,9 @@ func (s *Server) operator(min store.Role, what string, h func(http.ResponseWrite
 			if err != nil {
 				return err
 			}
-			op, err := s.store.OperatorToken(r.Context(), sha)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return unauthorized("unknown operator token")
-			case err != nil:
+			op, err := s.Authorize(r.Context(), sha, min, what)
+			if err != nil {
 				return err
-			case !sameHash(op.TokenSHA256, sha):
-				return unauthorized("unknown operator token")
-			case !op.RevokedAt.IsZero():
-				return unauthorized("operator token %s was revoked at %s", op.Name, op.RevokedAt.Format(time.RFC3339))
-			case op.Role.Rank() < min.Rank():
-				return errorf(http.StatusForbidden, api.CodeForbidden, "operator %s has role %s; to %s needs role %s", op.Name, op.Role, what, min)
 			}
 			return h(w, r, op)
 		}()

@@ -117,17 +117,9 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, _ store.Ope
 			return err
 		}
 	}
-	ds, err := s.store.SearchDevices(r.Context(), e, s.now().UTC(), after, int(limit)+1)
+	list, err := s.SearchDevices(r.Context(), e, after, int(limit))
 	if err != nil {
-		return storeError(err)
-	}
-	list := api.DeviceList{Devices: []api.Device{}}
-	if len(ds) > int(limit) {
-		ds = ds[:limit]
-		list.Next = ds[len(ds)-1].ID
-	}
-	for _, d := range ds {
-		list.Devices = append(list.Devices, deviceView(d))
+		return err
 	}
 	writeJSON(w, http.StatusOK, list)
 	return nil
@@ -135,15 +127,11 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, _ store.Ope
 
 // getDevice: GET /api/v1/devices/{id}.
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, _ store.OperatorToken) error {
-	id, err := pathDevice(r)
+	d, err := s.Device(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	d, err := s.store.Device(r.Context(), id)
-	if err != nil {
-		return storeError(err)
-	}
-	writeJSON(w, http.StatusOK, deviceView(d))
+	writeJSON(w, http.StatusOK, d)
 	return nil
 }
 

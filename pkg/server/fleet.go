@@ -69,17 +69,9 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request, _ store.Operat
 	if err != nil {
 		return err
 	}
-	reps, err := s.store.Timeline(r.Context(), id, after, int(limit)+1)
+	tl, err := s.Timeline(r.Context(), id, after, int(limit))
 	if err != nil {
-		return storeError(err)
-	}
-	tl := api.Timeline{Reports: []api.TimelineEntry{}}
-	if len(reps) > int(limit) {
-		reps = reps[:limit]
-		tl.Next = reps[len(reps)-1].ID
-	}
-	for _, rep := range reps {
-		tl.Reports = append(tl.Reports, api.TimelineEntry{ID: rep.ID, At: rep.At, Status: rep.Status})
+		return err
 	}
 	writeJSON(w, http.StatusOK, tl)
 	return nil
@@ -122,18 +114,11 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, _ store.Oper
 	if _, err := query(r); err != nil {
 		return err
 	}
-	gs, err := s.store.Groups(r.Context())
+	gs, err := s.Groups(r.Context())
 	if err != nil {
 		return err
 	}
-	list := api.GroupList{Groups: []api.Group{}}
-	for _, g := range gs {
-		ag := api.Group{Name: g.Name, Filter: g.Filter, Created: g.Created}
-		if g.Filter == "" {
-			ag.Devices = append([]string{}, g.Members...)
-		}
-		list.Groups = append(list.Groups, ag)
-	}
+	list := api.GroupList{Groups: gs}
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
@@ -174,32 +159,12 @@ func (s *Server) createRollout(w http.ResponseWriter, r *http.Request, op store.
 	if err := decode(w, r, &c); err != nil {
 		return err
 	}
-	target, field := c.Filter, "filter"
-	if c.Group != "" {
-		target, field = "group:"+c.Group, "group"
-	}
-	e, err := parseFilter(field, target)
-	if err != nil {
-		return err
-	}
-	now := s.now().UTC()
-	ro := store.Rollout{Board: c.Board, Version: c.Version, Target: target, SuccessThreshold: c.SuccessThreshold,
-		ErrorThreshold: c.ErrorThreshold, Created: now}
-	for _, wv := range c.Waves {
-		p, n, _ := api.ParseWave(wv) // Validate checked them
-		ro.Waves = append(ro.Waves, store.Wave{Percent: p, Count: n})
-	}
-	ev := store.Event{At: now, Actor: actor(op), Action: "rollout.create", Detail: detail(c)}
-	ro, err = s.store.CreateRollout(r.Context(), ro, e, ev)
-	if err != nil {
-		return storeError(err)
-	}
-	_, waves, err := s.store.Rollout(r.Context(), ro.ID)
+	ro, err := s.CreateRollout(r.Context(), op, c)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", fmt.Sprintf("/api/v1/rollouts/%d", ro.ID))
-	writeJSON(w, http.StatusCreated, rolloutView(ro, waves))
+	writeJSON(w, http.StatusCreated, ro)
 	return nil
 }
 
@@ -221,11 +186,11 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request, _ store.Oper
 	if _, err := query(r); err != nil {
 		return err
 	}
-	ro, waves, err := s.store.Rollout(r.Context(), id)
+	ro, err := s.Rollout(r.Context(), id)
 	if err != nil {
-		return storeError(err)
+		return err
 	}
-	writeJSON(w, http.StatusOK, rolloutView(ro, waves))
+	writeJSON(w, http.StatusOK, ro)
 	return nil
 }
 
@@ -256,14 +221,11 @@ func (s *Server) listRollouts(w http.ResponseWriter, r *http.Request, _ store.Op
 	if _, err := query(r); err != nil {
 		return err
 	}
-	ros, err := s.store.Rollouts(r.Context())
+	ros, err := s.Rollouts(r.Context())
 	if err != nil {
 		return err
 	}
-	list := api.RolloutList{Rollouts: []api.Rollout{}}
-	for _, ro := range ros {
-		list.Rollouts = append(list.Rollouts, rolloutView(ro, nil))
-	}
+	list := api.RolloutList{Rollouts: ros}
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
@@ -278,15 +240,11 @@ func (s *Server) rolloutAction(t store.Transition) func(http.ResponseWriter, *ht
 		if _, err := query(r); err != nil {
 			return err
 		}
-		ev := store.Event{At: s.now().UTC(), Actor: actor(op), Action: "rollout." + t.Name, Target: strconv.FormatInt(id, 10)}
-		if _, err := s.store.SetRolloutState(r.Context(), id, t, ev); err != nil {
-			return storeError(err)
-		}
-		ro, waves, err := s.store.Rollout(r.Context(), id)
+		ro, err := s.RolloutAction(r.Context(), op, id, t)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, rolloutView(ro, waves))
+		writeJSON(w, http.StatusOK, ro)
 		return nil
 	}
 }

@@ -152,14 +152,11 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, _ store.Op
 	if _, err := query(r); err != nil {
 		return err
 	}
-	rels, err := s.store.Releases(r.Context())
+	rels, err := s.Releases(r.Context())
 	if err != nil {
 		return err
 	}
-	list := api.ReleaseList{Releases: []api.ReleaseInfo{}}
-	for _, rel := range rels {
-		list.Releases = append(list.Releases, releaseView(rel))
-	}
+	list := api.ReleaseList{Releases: rels}
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }

@@ -14,6 +14,8 @@
 //     thresholds are applied on it. A device is known by its token alone:
 //     no path names a device, so no device can address another's data.
 //
+// The web UI (pkg/server/ui) is served under /ui/.
+//
 // With WithRepositories, the server also keeps the releases' repositories
 // (pkg/server/repository) and serves them to devices at /repo/.
 //
@@ -37,6 +39,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/server/ddi"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
+	"github.com/lifeboat-update/lifeboat/pkg/server/ui"
 )
 
 // Defaults for the poll interval a device is given.
@@ -128,6 +131,8 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
 	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
 	s.routeDDI()
+	// The web UI: HTML pages over the same operations (pkg/server/ui).
+	s.mux.Handle("/ui/", ui.New(s, s.log, s.now))
 	if s.repos != nil {
 		// Static files, for devices and CDNs: plain-text errors.
 		s.mux.Handle("GET /repo/", http.StripPrefix("/repo", s.repos.Handler()))

@@ -6,9 +6,10 @@
 // with pkg/blockdev on the image file; the EFI system partition with
 // mkfs.fat on a partition-sized file, filled with mtools (GRUB from
 // grub-mkimage, the board's grub.cfg, a grubenv from pkg/bootenv/grub, the
-// recovery kernel and ramdisk) and copied into place; the slots from image
-// files; the data partition with mkfs.ext4 -d, holding the trusted state
-// release.Provision writes. Disk reads and writes that image's grubenv
+// recovery kernel and ramdisk) and copied into place; the slots, and a
+// factory partition, from image files (the factory image's record from
+// pkg/factory beside the bootloader environment); the data partition with
+// mkfs.ext4 -d, holding the trusted state release.Provision writes. Disk reads and writes that image's grubenv
 // from the host and finds its partitions; Stick makes a USB stick image
 // holding a bundle.
 //
@@ -41,6 +42,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/factory"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/qemu"
 )
@@ -126,12 +128,29 @@ type Spec struct {
 	// BootCmd is a U-Boot board's boot script source to use; "" means
 	// the board's (BootCmdFile in its directory).
 	BootCmd string
+	// Factory, if set, is what the layout's factory partition holds, with
+	// its record (pkg/factory) on the partition holding the bootloader
+	// environment, as the manufacturing line leaves a device.
+	Factory *Factory
 	// TPMState is the swtpm state directory of the device's TPM, made
 	// (swtpm_setup) if it holds none. A layout whose data partition is
 	// encrypted needs it: the partition's passphrase is sealed to this TPM
 	// (crypt.go). Run the device with RunSpec.TPMState set to the same
 	// directory (Disk.TPMState).
 	TPMState string
+}
+
+// Factory is a factory partition's content.
+type Factory struct {
+	// Record says what the partition holds: the release's version and
+	// image (pkg/factory.Record).
+	Record factory.Record
+	// Image is the slot content written into the partition: Record.Image's
+	// Size bytes, its verity tree included, as an install leaves a slot.
+	Image string
+	// Index is Record.Image's chunk index file (.caibx), kept beside the
+	// record.
+	Index string
 }
 
 // grubConfig returns the grub.cfg s uses.
@@ -223,6 +242,9 @@ func (s *Spec) validateContent(l *board.Layout) error {
 			return invalid("data file %s: %v", name, err)
 		}
 	}
+	if err := s.validateFactory(l); err != nil {
+		return err
+	}
 	if data, ok := l.Role(board.RoleData); ok && data.Encrypted && s.TPMState == "" {
 		return invalid("the data partition %s is encrypted: its key is sealed to a TPM, and no TPMState names one", data.Label)
 	}
@@ -239,6 +261,62 @@ func (s *Spec) validateContent(l *board.Layout) error {
 		}
 	}
 	return nil
+}
+
+// validateFactory checks s.Factory against the layout.
+func (s *Spec) validateFactory(l *board.Layout) error {
+	fc := s.Factory
+	if fc == nil {
+		return nil
+	}
+	p, ok := l.Role(board.RoleFactory)
+	if !ok {
+		return invalid("factory: layout %s has no factory partition", s.Layout)
+	}
+	if s.Board.Bootloader.EnvPartition == "" {
+		return invalid("factory: board %s has no partition for the bootloader environment to keep the factory record on", s.Board.Name)
+	}
+	if err := fc.Record.Validate(); err != nil {
+		return invalid("%v", err)
+	}
+	if fc.Record.Board != s.Board.Name {
+		return invalid("factory record for board %q, not %s", fc.Record.Board, s.Board.Name)
+	}
+	if err := needFiles(map[string]string{"factory image": fc.Image, "factory index": fc.Index}); err != nil {
+		return err
+	}
+	fi, _ := os.Stat(fc.Image)
+	if fi.Size() != fc.Record.Image.Size {
+		return invalid("factory image %s: %d bytes, the record says %d", fc.Image, fi.Size(), fc.Record.Image.Size)
+	}
+	if size, err := board.ParseSize(p.Size); err == nil && fi.Size() > size {
+		return invalid("factory image %s: %d bytes do not fit in partition %s (%d bytes)", fc.Image, fi.Size(), p.Label, size)
+	}
+	return nil
+}
+
+// factoryFiles writes s.Factory's record and index under tmp and returns
+// them as files for the partition holding the bootloader environment.
+func (s *Spec) factoryFiles(tmp string) ([][2]string, error) {
+	if s.Factory == nil {
+		return nil, nil
+	}
+	idx, err := os.ReadFile(s.Factory.Index)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(tmp, "factory")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, err
+	}
+	if err := factory.Write(durable.OS(dir), s.Factory.Record, idx); err != nil {
+		return nil, fmt.Errorf("factory record: %w", err)
+	}
+	var files [][2]string
+	for _, name := range []string{factory.IndexName(s.Factory.Record.Image.Class), factory.RecordName} {
+		files = append(files, [2]string{filepath.Join(dir, filepath.FromSlash(name)), name})
+	}
+	return files, nil
 }
 
 func isFile(p string) error {
@@ -338,6 +416,11 @@ func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
 		pass = p
 		espFiles = append(espFiles, [2]string{blob, board.SealedKeyPath(data.Label)})
 	}
+	ff, err := s.factoryFiles(tmp)
+	if err != nil {
+		return nil, err
+	}
+	espFiles = append(espFiles, ff...)
 	for _, tp := range table.Partitions {
 		p, _ := l.Partition(tp.Name)
 		off, n := table.Extent(tp)
@@ -349,6 +432,8 @@ func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
 			img, err = s.bootPartition(ctx, tmp, p, n, espFiles...)
 		case s.Slots[p.Label] != "":
 			img = s.Slots[p.Label]
+		case p.Role == board.RoleFactory && s.Factory != nil:
+			img = s.Factory.Image
 		case p.FS == "ext4" && p.Encrypted:
 			img, err = s.luks(ctx, tmp, p, n, pass)
 		case p.FS == "ext4":

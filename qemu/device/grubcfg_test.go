@@ -35,21 +35,23 @@ func splitConfig(t *testing.T, name string, cfg []byte) (rules, entries string) 
 }
 
 type menuEntry struct {
-	title, id, body string
+	title, id, options, body string
 }
 
 // defaultRE is a line of the board's block that gives a loaded variable a
 // default.
 var defaultRE = regexp.MustCompile(`^if \[ [^;]* \]; then set (\w+)=[\w-]*; fi$`)
 
-var menuEntryRE = regexp.MustCompile(`(?ms)^menuentry "([^"]*)" --id (\S+) \{\n(.*?)^\}\n`)
+var menuEntryRE = regexp.MustCompile(`(?ms)^menuentry "([^"]*)" --id (\S+)((?: --\S+)*) \{\n(.*?)^\}\n`)
 
 // TestBoardGRUBConfig keeps the board's grub.cfg on the documented rules:
 // everything before the first menuentry of docs/bootloader-grub.md's
 // grub.cfg, verbatim, and then a block of the board's own that only
 // loads, sets, defaults and derives variables the rules do not own (and
-// sets the fallback entry); and it checks the board's entries against its ab
-// layout.
+// sets the fallback entry, and, for a board whose reset trigger is a
+// console key, the short hidden timeout during which the key, the
+// factory-reset entry's hotkey, is looked for); and it checks the board's
+// entries against its ab layout.
 func TestBoardGRUBConfig(t *testing.T) {
 	doc, err := os.ReadFile(docGRUBConfig)
 	if err != nil {
@@ -73,6 +75,8 @@ func TestBoardGRUBConfig(t *testing.T) {
 		defined[v] = true
 	}
 	fallback := -1
+	resetKey := testBoard(t).ResetKey()
+	timeouts := map[string]string{}
 	for n, line := range strings.Split(block, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -89,6 +93,12 @@ func TestBoardGRUBConfig(t *testing.T) {
 			case v == "fallback":
 				if fallback, err = strconv.Atoi(val); err != nil {
 					bad("want a number: GRUB 2.06 takes no id for fallback")
+				}
+			case v == "timeout" || v == "timeout_style":
+				// The rules' timeout=0, overridden for the reset key.
+				timeouts[v] = val
+				if resetKey == "" {
+					bad("sets %s, which the documented rules own; only a board with a console-key reset trigger waits for its key", v)
 				}
 			case slices.Contains(ruleVars, v):
 				bad("sets %s, which the documented rules own", v)
@@ -133,21 +143,41 @@ func TestBoardGRUBConfig(t *testing.T) {
 			bad("the board's block only clears, loads and derives variables")
 		}
 	}
+	if resetKey != "" {
+		if n, err := strconv.Atoi(timeouts["timeout"]); timeouts["timeout_style"] != "hidden" || err != nil || n < 1 || n > 3 {
+			t.Errorf("%s: the board's reset trigger is %s, but its block sets timeout_style=%q, timeout=%q: want hidden and 1 to 3 seconds, for the hotkey",
+				name, testBoard(t).ResetTrigger, timeouts["timeout_style"], timeouts["timeout"])
+		}
+	}
 	if strings.Contains(block, "save_env") {
 		t.Errorf("%s: the board's block writes grubenv: only the documented rules may", name)
 	}
 
-	// The entries: A, B and recovery, for the ab layout.
+	// The entries: A, B and recovery, for the ab layout, and
+	// factory-reset, whose hotkey is the reset key.
 	var entries []menuEntry
 	for _, m := range menuEntryRE.FindAllStringSubmatch(entriesText, -1) {
-		entries = append(entries, menuEntry{title: m[1], id: m[2], body: m[3]})
+		entries = append(entries, menuEntry{title: m[1], id: m[2], options: m[3], body: m[4]})
 	}
 	var ids []string
 	for _, e := range entries {
 		ids = append(ids, e.id)
 	}
-	if want := []string{"A", "B", "recovery"}; !slices.Equal(ids, want) {
+	want := []string{"A", "B", "recovery"}
+	if resetKey != "" {
+		want = append(want, "factory-reset")
+	}
+	if !slices.Equal(ids, want) {
 		t.Fatalf("%s: menu entries %q, want %q", name, ids, want)
+	}
+	for _, e := range entries {
+		opts := ""
+		if e.id == "factory-reset" {
+			opts = " --hotkey=" + resetKey
+		}
+		if e.options != opts {
+			t.Errorf("%s: entry %s has options %q, want %q", name, e.id, e.options, opts)
+		}
 	}
 	if fallback < 0 || fallback >= len(entries) || entries[fallback].id != "recovery" {
 		t.Errorf("%s: fallback=%d, want the recovery entry's number", name, fallback)
@@ -170,14 +200,20 @@ func TestBoardGRUBConfig(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{
-		`set root="${lifeboat_esp}"`,
-		"linux /" + device.RecoveryKernel + " console=ttyS0,115200 panic=-1 lifeboat.mode=${lifeboat_mode} lifeboat.layout=${lifeboat_layout} ${lifeboat_recovery_args}\n",
-		"initrd /" + device.RecoveryRamdisk + "\n",
-	} {
-		if !strings.Contains(entries[2].body, want) {
-			t.Errorf("%s: entry recovery lacks %q", name, want)
+	recovery := func(e menuEntry, mode string) {
+		for _, want := range []string{
+			`set root="${lifeboat_esp}"`,
+			"linux /" + device.RecoveryKernel + " console=ttyS0,115200 panic=-1 lifeboat.mode=" + mode + " lifeboat.layout=${lifeboat_layout} ${lifeboat_recovery_args}\n",
+			"initrd /" + device.RecoveryRamdisk + "\n",
+		} {
+			if !strings.Contains(e.body, want) {
+				t.Errorf("%s: entry %s lacks %q", name, e.id, want)
+			}
 		}
+	}
+	recovery(entries[2], "${lifeboat_mode}")
+	if resetKey != "" {
+		recovery(entries[3], "factory-reset")
 	}
 	// Every variable the entries use is set before them.
 	for _, m := range regexp.MustCompile(`\$\{(\w+)\}`).FindAllStringSubmatch(entriesText, -1) {

@@ -18,8 +18,8 @@ import (
 )
 
 // A U-Boot board's disk (qemu-arm64): its boot partition, a FAT, holds
-// the board's boot script compiled into boot.scr (which U-Boot's
-// distro_bootcmd finds on partition 1), the recovery kernel and ramdisk,
+// the board's boot script compiled into boot.scr (which the flash's
+// bootcmd, UBootBoard, loads from partition 1), the recovery kernel and ramdisk,
 // and Lifeboat's environment file (board.json's fw_env, relative to the
 // boot partition). U-Boot's own environment is in a flash image beside
 // the disk image.
@@ -37,12 +37,24 @@ const (
 	FlashSuffix = ".flash"
 )
 
+// UBootBoardBootCmd is the flash's bootcmd: the disk's boot script,
+// BootScript on partition 1, loaded and run straight away.
+const UBootBoardBootCmd = "pci enum; virtio scan; load virtio 0:1 ${scriptaddr} " + BootScript + "; source ${scriptaddr}"
+
 // UBootBoard are the variables Build adds to U-Boot's default environment
-// in the flash: no autoboot delay, and the disk as the only boot target
-// (the default list starts with qfw, USB, SCSI and network scans, which
-// only cost time here).
+// in the flash, so that the board's reset trigger, Ctrl-C held on the
+// console at power-on, reaches the boot script (boards/qemu-arm64/boot.cmd):
+//
+//   - bootdelay=-2: autoboot at once without looking for a key (with 0, a
+//     key already typed stops at U-Boot's prompt);
+//   - bootcmd=UBootBoardBootCmd instead of distro_bootcmd, which finds
+//     the script in nested for loops: U-Boot 2023.01's hush checks for
+//     Ctrl-C at every loop iteration and abandons the loop, so a held
+//     Ctrl-C ends the boot at the prompt before the script runs. This one
+//     has no loop, and it skips distro_bootcmd's qfw, USB, SCSI and
+//     network scans, which only cost time here.
 func UBootBoard() bootenv.Vars {
-	return bootenv.Vars{"bootdelay": "0", "boot_targets": "virtio0"}
+	return bootenv.Vars{"bootdelay": "-2", "bootcmd": UBootBoardBootCmd}
 }
 
 func (s *Spec) uboot() bool { return s.Board.Bootloader.Backend == "uboot" }
@@ -63,7 +75,7 @@ func (s *Spec) validateUBoot(l *board.Layout) error {
 	}
 	boot, ok := l.Role(board.RoleBoot)
 	if !ok || boot.FS != "vfat" || l.Partitions[0].Label != boot.Label {
-		return invalid("layout %s: U-Boot's distro_bootcmd reads boot.scr from partition 1: want a vfat boot partition first", s.Layout)
+		return invalid("layout %s: U-Boot's bootcmd (UBootBoard) reads boot.scr from partition 1: want a vfat boot partition first", s.Layout)
 	}
 	if b.Bootloader.EnvPartition != boot.Label {
 		return invalid("board %s keeps its U-Boot environment on %q, not on the boot partition %q", b.Name, b.Bootloader.EnvPartition, boot.Label)
@@ -181,7 +193,7 @@ func UBootDefaultEnv(firmware string) (bootenv.Vars, error) {
 			vars[k] = v
 		}
 	}
-	for _, k := range []string{"bootcmd", "distro_bootcmd", "boot_targets", "kernel_addr_r", "ramdisk_addr_r", "scriptaddr"} {
+	for _, k := range []string{"bootcmd", "kernel_addr_r", "ramdisk_addr_r", "scriptaddr"} {
 		if vars[k] == "" {
 			return nil, fmt.Errorf("%s: default environment has no %s", firmware, k)
 		}

@@ -72,6 +72,25 @@ func TestBoardBootCmd(t *testing.T) {
 			t.Errorf("%s: %s is not cleared before the environment file is imported", name, v)
 		}
 	}
+	// The reset trigger: Ctrl-C, the one key U-Boot's sleep notices, held
+	// at power-on, looked for before the selection counts a try.
+	if b.ResetTrigger != "console-key:ctrl-c" {
+		t.Errorf("%s: reset_trigger %q, but the script looks for Ctrl-C", b.Name, b.ResetTrigger)
+	}
+	for _, want := range []string{
+		"if sleep 1; then\n  true\nelse\n",
+		`setenv bootargs "console=ttyAMA0 panic=-1 lifeboat.mode=factory-reset lifeboat.layout=${lb_layout} ${lifeboat_recovery_args}"`,
+	} {
+		if !strings.Contains(before, want) {
+			t.Errorf("%s: the block before the rules has no %q", name, want)
+		}
+	}
+	if got := device.UBootBoard()["bootdelay"]; got != "-2" {
+		t.Errorf("UBootBoard's bootdelay=%s: the autoboot would look for a key and stop at the prompt on the held Ctrl-C; want -2", got)
+	}
+	if got := device.UBootBoard()["bootcmd"]; !strings.Contains(got, "source ${scriptaddr}") || strings.Contains(got, "for ") || strings.Contains(got, "run ") {
+		t.Errorf("UBootBoard's bootcmd=%q: want the script sourced with no loop (hush abandons a loop on Ctrl-C) and nothing run that may hold one", got)
+	}
 	if cfg.Copies[0].Size != 0x4000 || cfg.Copies[0].Offset != 0 {
 		t.Errorf("%s: fw_env %v, but the script imports and exports 0x4000 bytes at offset 0", b.Name, cfg)
 	}

@@ -185,6 +185,16 @@ type Fleet interface {
 	SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error)
 	// Assignment returns the release device id is to install, or nil.
 	Assignment(ctx context.Context, id string) (*Assignment, error)
+	// DeviceCounts counts every device (revoked ones too) by the phase
+	// of its last status ("none" before the first), installed version
+	// and board.
+	DeviceCounts(ctx context.Context) (Counts, error)
+}
+
+// Counts is how many devices there are, by status, version and board.
+type Counts struct {
+	Total                        int
+	ByStatus, ByVersion, ByBoard map[string]int
 }
 
 // ResolveWaves turns waves into sizes for n devices: each wave reaches a
