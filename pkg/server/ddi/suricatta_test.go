@@ -135,7 +135,7 @@ func makeSWU(t *testing.T, dir, out string) (swu []byte, cert string) {
 // with success, which the server shows as the device's status and
 // timeline, and counts in the rollout.
 func TestSuricatta(t *testing.T) {
-	testtool.Require(t, "swupdate", "openssl", "cpio", "unshare")
+	testtool.Require(t, "swupdate", "openssl", "cpio", "unshare", "mount")
 	if os.Geteuid() != 0 {
 		// swupdate's IPC sockets are /tmp/sockinstctrl and /tmp/swupdateprog,
 		// built in; the test gives it a /tmp of its own in a mount namespace.
