@@ -26,7 +26,8 @@
 // root when published, served at /repo/NAME/, and devices are told to
 // read them there, or under --repo-url (a CDN or static server holding a
 // copy of /repo/). --max-upload bounds a repository uploaded as a tar
-// stream (16 GiB).
+// stream (16 GiB), and a file attached to a release for hawkBit DDI
+// clients (kept in --data/artifacts).
 //
 // token create issues an operator token and prints it: the database keeps
 // only its SHA-256, so this is the only time it is shown. token revoke

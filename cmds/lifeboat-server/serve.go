@@ -18,6 +18,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/server"
+	"github.com/lifeboat-update/lifeboat/pkg/server/ddi"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
@@ -82,7 +83,11 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 		if err != nil {
 			return err
 		}
-		opts = append(opts, server.WithRepositories(repos, *repoURL))
+		files, err := ddi.OpenFiles(filepath.Join(*data, "artifacts"))
+		if err != nil {
+			return err
+		}
+		opts = append(opts, server.WithRepositories(repos, *repoURL), server.WithArtifacts(files))
 	}
 	st, err := store.Open(ctx, *db)
 	if err != nil {

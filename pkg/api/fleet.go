@@ -300,3 +300,15 @@ type Timeline struct {
 	// Next, when set, is the after= value that asks for the next page.
 	Next int64 `json:"next,omitempty"`
 }
+
+// Artifact is a file attached to a release for hawkBit DDI clients, with
+// its size and digests (lower-case hex).
+type Artifact struct {
+	Board   string `json:"board"`
+	Version string `json:"version"`
+	Name    string `json:"name"`
+	Size    int64  `json:"size"`
+	SHA256  string `json:"sha256"`
+	SHA1    string `json:"sha1"`
+	MD5     string `json:"md5"`
+}

@@ -48,14 +48,18 @@ func unauthorized(format string, args ...any) *refusal {
 }
 
 // bearer returns the hash of the request's bearer token.
-func bearer(r *http.Request, whose string) (string, error) {
+func bearer(r *http.Request, whose string) (string, error) { return tokenHash(r, "Bearer", whose) }
+
+// tokenHash returns the hash of the request's token, given in the
+// Authorization scheme want.
+func tokenHash(r *http.Request, want, whose string) (string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return "", unauthorized("no %s token: want Authorization: Bearer TOKEN", whose)
+		return "", unauthorized("no %s token: want Authorization: %s TOKEN", whose, want)
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", unauthorized("Authorization scheme %q: want Bearer", scheme)
+	if !ok || !strings.EqualFold(scheme, want) {
+		return "", unauthorized("Authorization scheme %q: want %s", scheme, want)
 	}
 	sha, err := HashToken(strings.TrimSpace(tok))
 	if err != nil {
@@ -100,18 +104,9 @@ func (s *Server) device(h func(http.ResponseWriter, *http.Request, store.Device)
 			if err != nil {
 				return err
 			}
-			d, err := s.store.DeviceByToken(r.Context(), sha)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return unauthorized("unknown device token")
-			case err != nil:
+			d, err := s.deviceByToken(r, sha)
+			if err != nil {
 				return err
-			case !sameHash(d.TokenSHA256, sha):
-				return unauthorized("unknown device token")
-			case !d.RevokedAt.IsZero():
-				return unauthorized("device %s: token revoked at %s", d.ID, d.RevokedAt.Format(time.RFC3339))
-			case !d.TokenExpires.IsZero() && !s.now().Before(d.TokenExpires):
-				return unauthorized("device %s: token expired at %s", d.ID, d.TokenExpires.Format(time.RFC3339))
 			}
 			return h(w, r, d)
 		}()
@@ -119,4 +114,23 @@ func (s *Server) device(h func(http.ResponseWriter, *http.Request, store.Device)
 			s.respond(w, r, err)
 		}
 	})
+}
+
+// deviceByToken returns the device whose token hashes to sha: 401 for an
+// unknown, revoked or expired token.
+func (s *Server) deviceByToken(r *http.Request, sha string) (store.Device, error) {
+	d, err := s.store.DeviceByToken(r.Context(), sha)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return d, unauthorized("unknown device token")
+	case err != nil:
+		return d, err
+	case !sameHash(d.TokenSHA256, sha):
+		return d, unauthorized("unknown device token")
+	case !d.RevokedAt.IsZero():
+		return d, unauthorized("device %s: token revoked at %s", d.ID, d.RevokedAt.Format(time.RFC3339))
+	case !d.TokenExpires.IsZero() && !s.now().Before(d.TokenExpires):
+		return d, unauthorized("device %s: token expired at %s", d.ID, d.TokenExpires.Format(time.RFC3339))
+	}
+	return d, nil
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/ddi"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 	"github.com/lifeboat-update/lifeboat/pkg/server/ui"
@@ -58,6 +59,7 @@ type Server struct {
 	repos     *repository.Repositories
 	repoURL   string
 	maxUpload int64
+	artifacts *ddi.Files
 }
 
 // Option sets an optional setting of New.
@@ -128,6 +130,7 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
 	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
+	s.routeDDI()
 	// The web UI: HTML pages over the same operations (pkg/server/ui).
 	s.mux.Handle("/ui/", ui.New(s, s.log, s.now))
 	if s.repos != nil {

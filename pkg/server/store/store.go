@@ -157,5 +157,6 @@ type Store interface {
 	Operators
 	Audit
 	Fleet
+	Artifacts
 	Close() error
 }
