@@ -28,7 +28,6 @@ var _ Store = (*DB)(nil)
 
 // dialect is what differs between the databases DB runs on.
 type dialect struct {
-	name string
 	// identity is what a migration's "INTEGER PRIMARY KEY" becomes, ""
 	// for unchanged: SQLite numbers such a column itself (it is the
 	// rowid), PostgreSQL needs it declared an identity column.

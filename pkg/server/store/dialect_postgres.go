@@ -32,7 +32,6 @@ func sqlState(err error) string {
 // postgresDialect is PostgreSQL's: identity columns, and serializable
 // transactions, run again when they clash with another.
 var postgresDialect = dialect{
-	name:            "postgres",
 	identity:        "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 	isolation:       sql.LevelSerializable,
 	uniqueViolation: func(err error) bool { return sqlState(err) == pgUniqueViolation },

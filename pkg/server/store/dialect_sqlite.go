@@ -16,7 +16,6 @@ import (
 // take the write lock when they begin and wait for it (busy_timeout), so
 // none needs running again.
 var sqliteDialect = dialect{
-	name:      "sqlite",
 	isolation: sql.LevelDefault,
 	uniqueViolation: func(err error) bool {
 		var e *sqlite.Error
