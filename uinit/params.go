@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
 
@@ -17,6 +18,9 @@ type params struct {
 	after  string // kexec, reboot, poweroff
 	onfail string // shell, poweroff, reboot
 	wipe   string // wipe mode: the PARTLABELs to wipe, comma-separated
+	// inplaceRAM and inplaceCommit are the in-place update's RAM budget
+	// and commit interval in bytes; 0 leaves the flow's default.
+	inplaceRAM, inplaceCommit int64
 }
 
 var choices = map[string][]string{
@@ -55,6 +59,16 @@ func parseParams(cmdline string) (params, error) {
 			p.onfail = v
 		case "wipe":
 			p.wipe = v
+		case "inplace_ram", "inplace_commit":
+			n, err := board.ParseSize(v)
+			if err != nil {
+				return p, fmt.Errorf("kernel command line: %s: %w", k, err)
+			}
+			if name == "inplace_ram" {
+				p.inplaceRAM = n
+			} else {
+				p.inplaceCommit = n
+			}
 		}
 	}
 	return p, nil
