@@ -5,7 +5,12 @@
 //
 // [WriteFile] replaces a file atomically and durably: it writes the new
 // content to a temporary file in the same directory, fsyncs it, closes it,
-// renames it over the target and fsyncs the directory. Once it returns nil
+// renames it over the target, fsyncs it again by its new name, and fsyncs
+// the directory. (The second fsync is for FAT, such as an ESP holding
+// grubenv: there the directory entry a rename fills in is written back with
+// the file's inode, not with the directory, while the directory's fsync
+// already frees the replaced file's clusters; without it a cut can leave
+// the name on freed clusters.) Once it returns nil
 // the new content survives a power cut. If the power is cut while it runs,
 // after reboot the target holds either its complete old content or the
 // complete new content: never a mix, never a prefix, never empty or missing

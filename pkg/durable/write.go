@@ -90,10 +90,30 @@ func writeFile(fsys FS, name string, data []byte, perm fs.FileMode) (err error) 
 	// From here the temporary name is gone: a failure leaves the rename
 	// done but perhaps not durable, and nothing to remove.
 	tmp = ""
+	// The file again, by its new name: on FAT (an ESP holding grubenv) the
+	// entry a rename fills in is written with the file's inode, not with
+	// the directory, while syncing the directory frees the replaced file's
+	// clusters; without this a cut leaves the name on freed clusters.
+	if err := syncFile(fsys, name); err != nil {
+		return err
+	}
 	if err := fsys.SyncDir(dir); err != nil {
 		return err
 	}
 	return nil
+}
+
+// syncFile fsyncs the existing file name.
+func syncFile(fsys FS, name string) error {
+	f, err := fsys.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // Clean removes the temporary files that WriteFile calls interrupted by a

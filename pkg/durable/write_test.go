@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -481,4 +482,66 @@ func FuzzWriteFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// recorder is an FS that records the renames, file syncs and directory
+// syncs made through it.
+type recorder struct {
+	FS
+	calls []string
+}
+
+func (r *recorder) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
+	f, err := r.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &recordedFile{File: f, r: r}, nil
+}
+
+func (r *recorder) Rename(oldname, newname string) error {
+	r.calls = append(r.calls, "rename "+newname)
+	return r.FS.Rename(oldname, newname)
+}
+
+func (r *recorder) SyncDir(dir string) error {
+	r.calls = append(r.calls, "syncdir "+dir)
+	return r.FS.SyncDir(dir)
+}
+
+type recordedFile struct {
+	File
+	r *recorder
+}
+
+func (f *recordedFile) Sync() error {
+	name := f.Name()
+	if strings.HasPrefix(path.Base(name), TempPrefix) {
+		name = "temp"
+	}
+	f.r.calls = append(f.r.calls, "sync "+name)
+	return f.File.Sync()
+}
+
+// TestWriteFileSyncsRenamedFile checks the order of WriteFile's syncs: the
+// temporary file, the rename, the file again by its new name (on FAT the
+// entry a rename fills in is written back with the file's inode, and a cut
+// after the directory's fsync alone left grubenv on freed clusters), and
+// the directory.
+func TestWriteFileSyncsRenamedFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{FS: OS(dir)}
+	if err := WriteFile(r, "d/grubenv", []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"sync temp", "rename d/grubenv", "sync d/grubenv", "syncdir d"}
+	if !slices.Equal(r.calls, want) {
+		t.Errorf("WriteFile calls = %q, want %q", r.calls, want)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "d", "grubenv")); err != nil || string(b) != "new" {
+		t.Errorf("d/grubenv = %q, %v; want %q", b, err, "new")
+	}
 }
