@@ -166,6 +166,8 @@ type ramdiskResult struct {
 		Name    string  `json:"name"`
 		Seconds float64 `json:"seconds"`
 	} `json:"phases"`
+	UptimeAtStart float64 `json:"uptime_at_start"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
 }
 
 var (
