@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -230,8 +231,8 @@ var (
 	// GRUB's usual complaint on a serial console, not a failure.
 	grubVideo = "error: no suitable video mode found."
 	// The lines a cut is timed from: the phases, and the in-place
-	// update's progress.
-	cutAnchorRE   = regexp.MustCompile(`LIFEBOAT-PHASE name=(network|install|kexec-load) |in-place update: `)
+	// update's progress (a percentage of its ops, "done" after its check).
+	cutAnchorRE   = regexp.MustCompile(`LIFEBOAT-PHASE name=(network|install|kexec-load) |in-place update: +(\d+)%|in-place update: (done)`)
 	demoVersionRE = regexp.MustCompile(`LIFEBOAT-DEMO version=`)
 )
 
@@ -252,6 +253,13 @@ func TestRecoveryInPlacePowerCut(t *testing.T) {
 		t.Fatalf("one cut may lose %d bytes of fetches, against %d to fetch: the commit interval is too large for the test to tell", loss, need)
 	}
 	t.Logf("plan: %d ops; a cut may make the update fetch again up to %d bytes, of %d it needs", len(plan.Ops), loss, need)
+	// The direct boots start the same ramdisk uncompressed: under TCG the
+	// kernel takes seconds to unpack the xz, at every cut.
+	cpio := filepath.Join(t.TempDir(), "ramdisk.cpio")
+	out, err := exec.Command("sh", "-c", `xz -dc "$1" > "$2"`, "xz", f.Ramdisk, cpio).CombinedOutput()
+	if err != nil {
+		t.Fatalf("xz -dc %s: %v\n%s", f.Ramdisk, err, out)
+	}
 	const lanes = 2
 	for lane := range lanes {
 		n := cuts / lanes
@@ -260,24 +268,22 @@ func TestRecoveryInPlacePowerCut(t *testing.T) {
 		}
 		t.Run(fmt.Sprintf("lane%d", lane), func(t *testing.T) {
 			t.Parallel()
-			f.cutLane(t, n, seed, uint64(lane), need, loss)
+			f.cutLane(t, n, seed, uint64(lane), need, loss, cpio)
 		})
 	}
 }
 
 // cutLane cuts the power of a small-layout device n times while it
-// updates in place. Most cuts fall while the slot is rewritten (a random
-// number of the update's progress lines and a random delay after the
-// first), some before it (while the ramdisk plans), and the last one after
-// the update, while v2 boots.
+// updates in place, at the points nextCut chooses: most while the slot is
+// rewritten, timed from the update's progress lines.
 //
 // After every cut the next boot must start the recovery ramdisk or a
 // system that verified itself, and never panic, fail in GRUB or boot an
 // unverified slot. That boot goes through OVMF and GRUB when the
 // environment says GRUB boots a slot, and every fourth time; otherwise
 // (recovery first, while the slot is rewritten) it starts the ramdisk
-// directly, with the recovery entry's command line, to keep the cycles
-// short. When an update completes (v2 boots), the next cuts go to a new
+// directly, with the recovery entry's command line, from cpio, the same
+// ramdisk uncompressed, to keep the cycles short. When an update completes (v2 boots), the next cuts go to a new
 // device with v1; each device must end with v2 in A, verified, byte for
 // byte.
 //
@@ -287,7 +293,7 @@ func TestRecoveryInPlacePowerCut(t *testing.T) {
 // lifeboat.inplace_commit), and a device's runs together at most need
 // plus loss per cut. A resumed run that fetched again what an earlier run
 // had verified and recorded in its journal would exceed it.
-func (f *recoveryFixture) cutLane(t *testing.T, n int, seed, lane uint64, need, loss int64) {
+func (f *recoveryFixture) cutLane(t *testing.T, n int, seed, lane uint64, need, loss int64, cpio string) {
 	rng := rand.New(rand.NewPCG(seed, lane))
 	srv := serveRepo(t, f.Repo)
 	env := bootenv.Vars{slot.OrderVar: "recovery A", "lifeboat_recovery_args": cutArgs}
@@ -312,24 +318,13 @@ func (f *recoveryFixture) cutLane(t *testing.T, n int, seed, lane uint64, need, 
 		how := "OVMF and GRUB"
 		if choice == slot.Recovery && boots%4 != 0 && cuts < n {
 			spec = f.directSmall(d, net, cutArgs)
+			spec.Initrd = cpio
 			how = "the ramdisk directly"
 			direct++
 		} else {
 			firmware++
 		}
-		// Where to cut: after which console line, and how long after.
-		what, anchor, nth, delay := "", "", 1, time.Duration(0)
-		switch r := rng.IntN(10); {
-		case cuts >= n:
-			what = "none"
-		case cuts == n-1 && n >= 3:
-			what, anchor, delay = "after the update, while v2 boots", "kexec-load", randDuration(rng, 8*time.Second)
-		case r == 0:
-			what, anchor, delay = "before the slot is written", "network", randDuration(rng, 500*time.Millisecond)
-		default:
-			what, anchor, nth, delay = "while the slot is rewritten", "in-place update: ", 1+rng.IntN(6), randDuration(rng, 1500*time.Millisecond)
-		}
-		spec.Log = filepath.Join(t.TempDir(), "console.log")
+		c := nextCut(rng, cuts, n, lane == 0)
 		ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 		bootStart := time.Now()
 		m, err := qdevice.Run(ctx, spec)
@@ -337,7 +332,7 @@ func (f *recoveryFixture) cutLane(t *testing.T, n int, seed, lane uint64, need, 
 			cancel()
 			t.Fatal(err)
 		}
-		cut := what != "none" && waitAndCut(ctx, t, m, anchor, nth, delay)
+		cut := c.what != "" && c.wait(ctx, t, m)
 		err = m.Wait()
 		cancel()
 		lines := m.Lines()
@@ -360,7 +355,7 @@ func (f *recoveryFixture) cutLane(t *testing.T, n int, seed, lane uint64, need, 
 		if cut {
 			cuts++
 			devCuts++
-			t.Logf("boot %d (%s, %s, %s): cut %d %s, %s after %q line %d", boots, how, choice, took, cuts, what, delay.Round(time.Millisecond), anchor, nth)
+			t.Logf("boot %d (%s, %s, %s): cut %d %s", boots, how, choice, took, cuts, c)
 			continue
 		}
 		// Not cut: the update ran to its end, or it had before.
@@ -421,12 +416,55 @@ func checkFetches(t *testing.T, sent []chunkSent, first int64, cuts int, need, l
 	t.Logf("device updated after %d cuts: the server sent %d chunk bytes, %d needed; %d fetched again", cuts, total, need, again)
 }
 
-// waitAndCut waits for the nth console line of m that matches
-// cutAnchorRE and anchor, then delay, and cuts the power. It reports
-// whether it cut: not when the machine stopped first.
-func waitAndCut(ctx context.Context, t *testing.T, m *qdevice.Machine, anchor string, nth int, delay time.Duration) bool {
+// cutPoint is when to cut the power during a boot: delay after the
+// console line that matches cutAnchorRE and at.
+type cutPoint struct {
+	what  string // "" for no cut
+	at    func(phase, pct string) bool
+	delay time.Duration
+}
+
+func (c cutPoint) String() string {
+	return fmt.Sprintf("%s, %s after its line", c.what, c.delay.Round(time.Millisecond))
+}
+
+// nextCut chooses the cut of a boot after done of n cuts: none once all
+// are done; the last, if after, after the update, while v2 boots (kexec),
+// which costs a boot through GRUB after it; else one
+// in ten before the slot is written (as the ramdisk plans), and the rest
+// while it is: two in three after the 75% line or the first progress line
+// of a resumed run (the chunks fetched and zeroed come last in a plan),
+// the others after a random progress line, as it verifies what is in
+// place, or its final check.
+func nextCut(rng *rand.Rand, done, n int, after bool) cutPoint {
+	switch r := rng.IntN(30); {
+	case done >= n:
+		return cutPoint{}
+	case after && done == n-1 && n >= 3:
+		return cutPoint{"after the update, while v2 boots", func(phase, _ string) bool { return phase == "kexec-load" }, randDuration(rng, 8*time.Second)}
+	case r < 3:
+		return cutPoint{"before the slot is written", func(phase, _ string) bool { return phase == "network" }, randDuration(rng, 500*time.Millisecond)}
+	case r < 21:
+		return cutPoint{"while chunks are fetched and written", func(phase, pct string) bool {
+			n, err := strconv.Atoi(pct)
+			return err == nil && n >= 75 || pct == "done" || phase == "install"
+		}, randDuration(rng, 2*time.Second)}
+	default:
+		k := rng.IntN(6)
+		return cutPoint{fmt.Sprintf("while the slot is verified (progress line %d)", k+1), func(phase, pct string) bool {
+			if pct != "" {
+				k--
+			}
+			return k < 0 || phase == "install"
+		}, randDuration(rng, 1500*time.Millisecond)}
+	}
+}
+
+// wait waits for c's line on m's console, then c.delay, and cuts the
+// power. It reports whether it cut: not when the machine stopped first.
+func (c cutPoint) wait(ctx context.Context, t *testing.T, m *qdevice.Machine) bool {
 	t.Helper()
-	for seen := 0; seen < nth; {
+	for {
 		l, err := m.WaitFor(ctx, cutAnchorRE)
 		if errors.Is(err, qdevice.ErrExited) {
 			return false
@@ -434,16 +472,13 @@ func waitAndCut(ctx context.Context, t *testing.T, m *qdevice.Machine, anchor st
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(l, anchor) {
-			seen++
-		}
-		// The update wrote and verified the slot: no more progress lines.
-		if strings.Contains(l, "name=install ") && strings.HasPrefix(anchor, "in-place") {
+		g := cutAnchorRE.FindStringSubmatch(l)
+		if c.at(g[1], g[2]+g[3]) {
 			break
 		}
 	}
 	select {
-	case <-time.After(delay):
+	case <-time.After(c.delay):
 	case <-m.Done():
 		return false
 	case <-ctx.Done():
