@@ -8,7 +8,7 @@ export GOFLAGS
 # Every package but the end-to-end tests, which run on their own after.
 PKGS = $$($(GO) list ./... | grep -v '/tests$$')
 
-.PHONY: help deps build ramdisk test unit e2e lint fuzz bench demo qemu clean
+.PHONY: help deps build ramdisk test unit e2e soak lint fuzz bench demo qemu clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,13 +25,16 @@ ramdisk: ## recovery ramdisk for BOARD [qemu-x86_64] (ROOT=root.json to bake in)
 
 test: deps lint ## the whole test suite: lint, unit and VM tests (race detector, store on SQLite and PostgreSQL), end-to-end interop
 	pg=$$(scripts/postgres.sh) && LIFEBOAT_TEST_POSTGRES=$$pg $(GO) test -race -count=1 -timeout 20m $(PKGS)
-	$(GO) test -count=1 -timeout 20m ./tests/...
+	$(GO) test -count=1 -timeout 45m ./tests/...
 
 unit: ## unit tests only: no root, no real peers, no VM (VM tests skip)
 	$(GO) test -short -count=1 $(PKGS)
 
 e2e: deps ## end-to-end interop tests against the real casync
-	$(GO) test -count=1 -v -timeout 20m ./tests/...
+	$(GO) test -count=1 -v -timeout 45m ./tests/...
+
+soak: deps ## the in-place power-cut test alone, with CUTS power cuts [300]; LIFEBOAT_CUT_SEED=N replays the cut times
+	LIFEBOAT_CUTS=$(or $(CUTS),300) $(GO) test -count=1 -v -timeout 0 -run '^TestRecoveryInPlacePowerCut$$' ./tests/
 
 lint: ## gofmt, go vet, go mod tidy check
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

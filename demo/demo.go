@@ -66,6 +66,13 @@ type Options struct {
 	Seed                     uint64
 	// Epoch is every timestamp in the image, in Unix seconds [DefaultEpoch].
 	Epoch int64
+	// Reordered lays the files out in another order, for an update that
+	// must move most of the previous version's chunks: a file of
+	// ReorderShift bytes (/boot/.reordered) comes before the others and
+	// shifts them, and the shared payload files hold one another's
+	// content in reverse order (base-00.bin what base-NN.bin holds
+	// otherwise, and so on).
+	Reordered bool
 
 	// Init is a demoinit binary built for the board; empty builds one
 	// with BuildInit (the go command must then run inside this module).
@@ -219,6 +226,11 @@ func BuildImage(ctx context.Context, opt Options) (*Stats, error) {
 	}
 	if st.Payload, err = WritePayload(root, o.Seed, o.Version, o.PayloadSize, o.ChangedSize); err != nil {
 		return nil, err
+	}
+	if o.Reordered {
+		if err := reorder(root, o.Seed); err != nil {
+			return nil, fmt.Errorf("reorder: %w", err)
+		}
 	}
 	blocks, err := normalizeTree(root)
 	if err != nil {

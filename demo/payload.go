@@ -80,3 +80,36 @@ func payloadStream(seed uint64, key ...string) io.Reader {
 	h.Sum(s[:0])
 	return rand.NewChaCha8(s)
 }
+
+// ReorderShift is the size of the file Options.Reordered puts first: not
+// a multiple of the block size of a chunk's, so that everything after it
+// lands at new offsets.
+const ReorderShift = 1<<20 + 3*BlockSize
+
+// reorder rewrites the tree at root as Options.Reordered says: the shared
+// payload files swapped end for end, and /boot/.reordered, ReorderShift
+// bytes of the payload stream, which the file system lays out first.
+func reorder(root string, seed uint64) error {
+	pdir := filepath.Join(root, filepath.FromSlash(PayloadDir))
+	base, err := filepath.Glob(filepath.Join(pdir, "base-*.bin"))
+	if err != nil {
+		return err
+	}
+	for i, j := 0, len(base)-1; i < j; i, j = i+1, j-1 {
+		tmp := base[i] + ".swap"
+		for _, r := range [][2]string{{base[i], tmp}, {base[j], base[i]}, {tmp, base[j]}} {
+			if err := os.Rename(r[0], r[1]); err != nil {
+				return err
+			}
+		}
+	}
+	f, err := os.Create(filepath.Join(root, "boot", ".reordered"))
+	if err != nil {
+		return err
+	}
+	_, err = io.CopyN(f, payloadStream(seed, ".reordered"), ReorderShift)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

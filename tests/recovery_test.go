@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,6 +104,24 @@ type repoServer struct {
 	url        string // as the guest reaches it
 	chunkBytes atomic.Int64
 	dir        atomic.Value // string
+	// run numbers the requests in sent: the test sets it before each boot.
+	run  atomic.Int64
+	mu   sync.Mutex
+	sent []chunkSent
+}
+
+// chunkSent is one chunk request the repository answered.
+type chunkSent struct {
+	run   int64
+	path  string // under the repository
+	bytes int64  // sent, all or part of the file
+}
+
+// chunksSent returns the chunk requests answered so far.
+func (s *repoServer) chunksSent() []chunkSent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sent)
 }
 
 func serveRepo(t *testing.T, dir string) *repoServer {
@@ -114,10 +133,17 @@ func serveRepo(t *testing.T, dir string) *repoServer {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/"+lbrelease.StoreDir+"/") {
-			w = &countingWriter{ResponseWriter: w, n: &s.chunkBytes}
+		if !strings.HasPrefix(r.URL.Path, "/"+lbrelease.StoreDir+"/") {
+			http.FileServer(http.Dir(s.dir.Load().(string))).ServeHTTP(w, r)
+			return
 		}
-		http.FileServer(http.Dir(s.dir.Load().(string))).ServeHTTP(w, r)
+		run := s.run.Load()
+		var n atomic.Int64
+		http.FileServer(http.Dir(s.dir.Load().(string))).ServeHTTP(&countingWriter{ResponseWriter: w, n: &n}, r)
+		s.chunkBytes.Add(n.Load())
+		s.mu.Lock()
+		s.sent = append(s.sent, chunkSent{run, strings.TrimPrefix(r.URL.Path, "/"), n.Load()})
+		s.mu.Unlock()
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -140,6 +166,8 @@ type ramdiskResult struct {
 		Name    string  `json:"name"`
 		Seconds float64 `json:"seconds"`
 	} `json:"phases"`
+	UptimeAtStart float64 `json:"uptime_at_start"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
 }
 
 var (

@@ -216,6 +216,12 @@ func (f *flow) run(ctx context.Context, cmdline string) error {
 	f.say("recovery ramdisk for board %s", f.board.Name)
 	p, err := parseParams(cmdline)
 	f.p = p
+	if p.inplaceRAM > 0 {
+		f.inplaceRAM = p.inplaceRAM
+	}
+	if p.inplaceCommit > 0 {
+		f.inplaceCommit = p.inplaceCommit
+	}
 	f.res.Mode = p.mode
 	if err == nil {
 		err = f.loadModules()

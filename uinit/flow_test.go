@@ -368,7 +368,12 @@ func TestParseParams(t *testing.T) {
 	if p != want {
 		t.Errorf("parseParams = %+v, want %+v", p, want)
 	}
-	for _, bad := range []string{"lifeboat.mode=upgrade", "lifeboat.after=", "lifeboat.source=tftp", "lifeboat.onfail=ignore"} {
+	p, err = parseParams("lifeboat.inplace_ram=8M lifeboat.inplace_commit=262144")
+	if err != nil || p.inplaceRAM != 8<<20 || p.inplaceCommit != 256<<10 {
+		t.Errorf("parseParams(in-place sizes) = %+v, %v; want inplaceRAM %d, inplaceCommit %d", p, err, 8<<20, 256<<10)
+	}
+	for _, bad := range []string{"lifeboat.mode=upgrade", "lifeboat.after=", "lifeboat.source=tftp", "lifeboat.onfail=ignore",
+		"lifeboat.inplace_ram=", "lifeboat.inplace_ram=-1", "lifeboat.inplace_ram=8MB", "lifeboat.inplace_commit=0", "lifeboat.inplace_commit=lots"} {
 		if _, err := parseParams(bad); err == nil || !strings.Contains(err.Error(), strings.SplitN(bad, "=", 2)[0]) {
 			t.Errorf("parseParams(%q) = %v, want an error naming the parameter", bad, err)
 		}

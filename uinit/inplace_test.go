@@ -405,3 +405,37 @@ func containsPhase(res Result, name string) bool {
 	}
 	return false
 }
+
+// TestInPlaceParams checks that lifeboat.inplace_ram reaches the plan: a
+// smaller RAM budget than the flow's keeps less in RAM and spills more.
+func TestInPlaceParams(t *testing.T) {
+	r := newRepo(t)
+	r.publish("1")
+	r.publishSwapped()
+	planRE := regexp.MustCompile(`; \d+ stashed \(peak (\d+) bytes of RAM\), (\d+) spilled`)
+	plan := func(cmdline string) (peak, spilled int) {
+		t.Helper()
+		d := newSmallDevice(t, r)
+		out, res := d.runConsole(&fakeSources{bundle: r.dir}, smallCmdline+cmdline, nil)
+		if !res.OK {
+			t.Fatalf("%s: result %+v", cmdline, res)
+		}
+		checkDone(t, r, d)
+		m := planRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("%s: no plan line:\n%s", cmdline, out)
+		}
+		fmt.Sscan(m[1], &peak)
+		fmt.Sscan(m[2], &spilled)
+		return peak, spilled
+	}
+	peak, spilled := plan("")
+	budget := 16 << 10
+	if peak <= budget {
+		t.Fatalf("with the flow's budget the plan keeps %d bytes in RAM at most; the test needs more than %d", peak, budget)
+	}
+	peak2, spilled2 := plan(" lifeboat.inplace_ram=16K")
+	if peak2 > budget || spilled2 <= spilled {
+		t.Errorf("lifeboat.inplace_ram=16K: peak %d bytes of RAM, %d spilled; want at most %d, and more than the %d spilled with the flow's budget", peak2, spilled2, budget, spilled)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
 
@@ -19,6 +20,9 @@ type params struct {
 	wipe   string // wipe mode: the PARTLABELs to wipe, comma-separated
 	force  bool   // flash mode: overwrite a disk that is not blank
 	device string // flash mode: the device ID, or "" for the DMI UUID or a random one
+	// inplaceRAM and inplaceCommit are the in-place update's RAM budget
+	// and commit interval in bytes; 0 leaves the flow's default.
+	inplaceRAM, inplaceCommit int64
 }
 
 var choices = map[string][]string{
@@ -62,6 +66,16 @@ func parseParams(cmdline string) (params, error) {
 			p.force = v == "1"
 		case "device":
 			p.device = v
+		case "inplace_ram", "inplace_commit":
+			n, err := board.ParseSize(v)
+			if err != nil {
+				return p, fmt.Errorf("kernel command line: %s: %w", k, err)
+			}
+			if name == "inplace_ram" {
+				p.inplaceRAM = n
+			} else {
+				p.inplaceCommit = n
+			}
 		}
 	}
 	return p, nil

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/verity"
 	"github.com/lifeboat-update/lifeboat/qemu/boardkernel"
 	"github.com/lifeboat-update/lifeboat/qemu/device"
+	"github.com/lifeboat-update/lifeboat/qemu/kernel"
 )
 
 // Versions are the releases a scenario publishes, oldest first.
@@ -62,6 +64,9 @@ type Scenario struct {
 	Releases map[string]release.Release
 	// Images are the demo images, by version.
 	Images map[string]string
+
+	kernel *kernel.Kernel
+	keys   publish.KeySet
 }
 
 // Build sets up the scenario in opt.Dir.
@@ -79,7 +84,7 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.Kernel = k.Image()
+	s.Kernel, s.kernel = k.Image(), k
 
 	keyDir := filepath.Join(opt.Dir, "keys")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
@@ -97,6 +102,7 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 	if err := os.RemoveAll(s.Repo); err != nil {
 		return nil, err
 	}
+	s.keys = ks
 	repo, err := publish.Init(s.Repo, ks, nil)
 	if err != nil {
 		return nil, err
@@ -113,20 +119,9 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 		return nil, fmt.Errorf("ramdisk: %w", err)
 	}
 	for i, v := range Versions {
-		img := filepath.Join(opt.Dir, "demo-"+v+".img")
-		if _, err := demo.BuildImage(ctx, demo.Options{Board: b, Version: v, Kernel: k, Out: img}); err != nil {
-			return nil, fmt.Errorf("demo image %s: %w", v, err)
-		}
-		p := verity.DefaultParams()
-		im, err := repo.AddImage(ctx, "rootfs", img, publish.ImageOptions{Params: chunk.DefaultParams, Digest: chunk.SHA512256, Verity: &p})
-		if err != nil {
+		if err := s.publish(ctx, repo, opt.Dir, v, demo.Options{}); err != nil {
 			return nil, err
 		}
-		rel := release.Release{Board: b.Name, Version: v, Created: time.Now().UTC(), Images: []release.Image{im}}
-		if err := repo.AddRelease(rel, ks); err != nil {
-			return nil, err
-		}
-		s.Releases[v], s.Images[v] = rel, img
 		logf("scenario: published release %s", v)
 		if i == 0 {
 			s.OldRepo = filepath.Join(opt.Dir, "repo-"+v)
@@ -142,6 +137,44 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 		return nil, fmt.Errorf("factory install of release 1: %w", err)
 	}
 	return s, nil
+}
+
+// WithRelease returns a copy of the scenario whose repository, a copy of
+// s's in dir, also holds release version: a demo image built with opt
+// (its Board, Kernel, Version and Out are the scenario's), published and
+// signed as Build publishes the others.
+func (s *Scenario) WithRelease(ctx context.Context, dir, version string, opt demo.Options) (*Scenario, error) {
+	c := *s
+	c.Releases, c.Images = maps.Clone(s.Releases), maps.Clone(s.Images)
+	c.Repo = filepath.Join(dir, "repo")
+	if err := copyTree(c.Repo, s.Repo); err != nil {
+		return nil, err
+	}
+	if err := c.publish(ctx, &publish.Repo{Dir: c.Repo}, dir, version, opt); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// publish builds the demo image of version shaped by opt into dir and
+// adds it to repo as a release.
+func (s *Scenario) publish(ctx context.Context, repo *publish.Repo, dir, version string, opt demo.Options) error {
+	img := filepath.Join(dir, "demo-"+version+".img")
+	opt.Board, opt.Kernel, opt.Version, opt.Out = s.Board, s.kernel, version, img
+	if _, err := demo.BuildImage(ctx, opt); err != nil {
+		return fmt.Errorf("demo image %s: %w", version, err)
+	}
+	p := verity.DefaultParams()
+	im, err := repo.AddImage(ctx, "rootfs", img, publish.ImageOptions{Params: chunk.DefaultParams, Digest: chunk.SHA512256, Verity: &p})
+	if err != nil {
+		return err
+	}
+	rel := release.Release{Board: s.Board.Name, Version: version, Created: time.Now().UTC(), Images: []release.Image{im}}
+	if err := repo.AddRelease(rel, s.keys); err != nil {
+		return err
+	}
+	s.Releases[version], s.Images[version] = rel, img
+	return nil
 }
 
 // factoryInstall installs release 1 into a file, SlotV1, from the frozen
