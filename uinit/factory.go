@@ -56,16 +56,14 @@ func (f *flow) factoryReset(ctx context.Context) (string, string, error) {
 	if f.p.after == "kexec" {
 		f.p.after = "reboot"
 	}
-	l, err := f.board.Layout(f.p.layout)
-	if err != nil {
-		return "", "", &phaseError{"layout", err}
+	if err := f.openLayout(); err != nil {
+		return "", "", err
 	}
-	f.layout = l
-	env, err := f.openEnv(ctx)
-	if err != nil {
-		return "", "", &phaseError{"bootloader", err}
+	l := f.layout
+	if err := f.openEnv(ctx); err != nil {
+		return "", "", err
 	}
-	f.env = env
+	env := f.env
 	v, err := env.Load(ctx)
 	if err != nil && !errors.Is(err, bootenv.ErrNoEnv) {
 		return "", "", &phaseError{"bootloader", err}

@@ -61,11 +61,10 @@ const DefaultProductUUID = "/sys/class/dmi/id/product_uuid"
 //
 // The result carries the registration for the fleet server.
 func (f *flow) flash(ctx context.Context) (string, string, error) {
-	l, err := f.board.Layout(f.p.layout)
-	if err != nil {
-		return "", "", &phaseError{"layout", err}
+	if err := f.openLayout(); err != nil {
+		return "", "", err
 	}
-	f.layout = l
+	l := f.layout
 	data, err := f.flashable(l)
 	if err != nil {
 		return "", "", &phaseError{"check", err}
@@ -97,11 +96,9 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 	if err := f.writeFlashImages(ctx, fetch, l); err != nil {
 		return "", "", &phaseError{"boot", err}
 	}
-	env, err := f.openEnv(ctx)
-	if err != nil {
-		return "", "", &phaseError{"bootloader", err}
+	if err := f.openEnv(ctx); err != nil {
+		return "", "", err
 	}
-	f.env = env
 	f.phase("boot")
 
 	// The install, into the first slot of every class.

@@ -279,20 +279,18 @@ func (f *flow) loadModules() error {
 // switches the bootloader to try them. It returns the slot to start and
 // its dm-verity argument.
 func (f *flow) update(ctx context.Context) (string, string, error) {
-	l, err := f.board.Layout(f.p.layout)
-	if err != nil {
-		return "", "", &phaseError{"layout", err}
+	if err := f.openLayout(); err != nil {
+		return "", "", err
 	}
-	f.layout = l
+	l := f.layout
 
 	// The bootloader environment, then the trusted state: the partition
 	// holding the environment also holds the sealed key of an encrypted
 	// data partition.
-	env, err := f.openEnv(ctx)
-	if err != nil {
-		return "", "", &phaseError{"bootloader", err}
+	if err := f.openEnv(ctx); err != nil {
+		return "", "", err
 	}
-	f.env = env
+	env := f.env
 	stateDir, err := f.openState(ctx)
 	if err != nil {
 		var pe *phaseError
@@ -626,28 +624,42 @@ func (f *flow) unlock(ctx context.Context, label, dev string) (string, error) {
 	return mapped, nil
 }
 
+// openLayout reads the layout the command line names from the board.
+func (f *flow) openLayout() error {
+	l, err := f.board.Layout(f.p.layout)
+	if err != nil {
+		return &phaseError{"layout", err}
+	}
+	f.layout = l
+	return nil
+}
+
 // openEnv mounts the partition holding the bootloader environment, if it
-// has one, and opens the environment. It stays open until the machine
-// leaves Linux.
-func (f *flow) openEnv(ctx context.Context) (bootenv.Env, error) {
+// has one, and opens the environment as f.env. It stays open until the
+// machine leaves Linux.
+func (f *flow) openEnv(ctx context.Context) error {
 	root := ""
 	if label := f.board.Bootloader.EnvPartition; label != "" {
 		p, _ := f.layout.Partition(label)
 		dev, err := f.sys.Partition(ctx, label)
 		if err != nil {
-			return nil, err
+			return &phaseError{"bootloader", err}
 		}
 		fstype := p.FS
 		if fstype == "" {
 			fstype = "vfat"
 		}
 		if root, err = f.mount(dev, fstype, false); err != nil {
-			return nil, err
+			return &phaseError{"bootloader", err}
 		}
 		f.envDir = root
 	}
 	env, _, err := f.board.OpenEnv(root)
-	return env, err
+	if err != nil {
+		return &phaseError{"bootloader", err}
+	}
+	f.env = env
+	return nil
 }
 
 // openSource finds the release: a bundle on removable media, or the

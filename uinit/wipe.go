@@ -61,11 +61,10 @@ func (f *flow) wipe(ctx context.Context) error {
 	if f.p.after == "kexec" {
 		f.p.after = "reboot"
 	}
-	l, err := f.board.Layout(f.p.layout)
-	if err != nil {
-		return &phaseError{"layout", err}
+	if err := f.openLayout(); err != nil {
+		return err
 	}
-	f.layout = l
+	l := f.layout
 	parts, err := f.wipeable(ctx, l)
 	if err != nil {
 		return err
@@ -144,11 +143,10 @@ func (f *flow) wipeable(ctx context.Context, l *board.Layout) ([]board.Partition
 // slotStatus opens the bootloader environment and returns the slots'
 // states.
 func (f *flow) slotStatus(ctx context.Context, l *board.Layout) (slot.Status, error) {
-	env, err := f.openEnv(ctx)
-	if err != nil {
-		return slot.Status{}, &phaseError{"bootloader", err}
+	if err := f.openEnv(ctx); err != nil {
+		return slot.Status{}, err
 	}
-	f.env = env
+	env := f.env
 	vars, err := slot.NewVars(env, slot.WithSlots(append(slotNames(l), slot.Recovery)...), slot.WithCmdline(os.DevNull))
 	if err != nil {
 		return slot.Status{}, &phaseError{"bootloader", err}
