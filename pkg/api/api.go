@@ -12,7 +12,6 @@ package api
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,8 @@ import (
 	"regexp"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lifeboat-update/lifeboat/internal/strictjson"
 )
 
 // MaxBodySize bounds every request body the server reads.
@@ -54,16 +55,13 @@ func Decode(r io.Reader, limit int64, v Validator) error {
 	if int64(len(b)) > limit {
 		return fmt.Errorf("%w: the most is %d bytes", ErrTooLarge, limit)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return invalid("empty body, want a JSON object")
-		}
+	switch err := strictjson.Unmarshal(b, v); {
+	case errors.Is(err, strictjson.ErrEmpty):
+		return invalid("empty body, want a JSON object")
+	case errors.Is(err, strictjson.ErrTrailing):
+		return invalid("%v", err)
+	case err != nil:
 		return invalid("malformed JSON: %v", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return invalid("data after the JSON value")
 	}
 	return v.Validate()
 }

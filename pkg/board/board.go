@@ -7,8 +7,6 @@
 package board
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lifeboat-update/lifeboat/internal/strictjson"
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 )
 
@@ -150,10 +149,8 @@ func Load(dir string) (*Board, error) {
 // Parse decodes and validates a definition. Unknown fields are errors, so
 // a misspelt key is not silently ignored.
 func Parse(b []byte) (*Board, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var bd Board
-	if err := dec.Decode(&bd); err != nil {
+	if err := strictjson.Unmarshal(b, &bd); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := bd.Validate(); err != nil {

@@ -34,6 +34,8 @@ import (
 	"slices"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/lifeboat-update/lifeboat/internal/strictjson"
 )
 
 // Dir is the directory beside the repository's metadata and chunks.
@@ -116,14 +118,9 @@ func Parse(b []byte) (*Manifest, error) {
 	if len(b) > MaxManifestSize {
 		return nil, invalid("%d bytes, the most is %d", len(b), MaxManifestSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var m Manifest
-	if err := dec.Decode(&m); err != nil {
+	if err := strictjson.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalid("data after the object")
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

@@ -17,7 +17,6 @@
 package identity
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -27,6 +26,7 @@ import (
 	"path"
 	"regexp"
 
+	"github.com/lifeboat-update/lifeboat/internal/strictjson"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 )
 
@@ -154,14 +154,9 @@ func Parse(b []byte) (*Identity, error) {
 	if len(b) > MaxSize {
 		return nil, invalid("%d bytes, the most is %d", len(b), MaxSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
 	var id Identity
-	if err := dec.Decode(&id); err != nil {
+	if err := strictjson.Unmarshal(b, &id); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, invalid("data after the object")
 	}
 	if err := id.Validate(); err != nil {
 		return nil, err

@@ -1,15 +1,15 @@
 package release
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lifeboat-update/lifeboat/internal/strictjson"
 )
 
 // The four roles of TUF's model. Root names the keys of all four; targets
@@ -167,17 +167,7 @@ func Sign(signed any, signers []Signer) ([]byte, error) {
 
 // decodeStrict decodes JSON that must have no unknown fields and nothing
 // after it.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("data after the JSON value")
-	}
-	return nil
-}
+func decodeStrict(b []byte, v any) error { return strictjson.Unmarshal(b, v) }
 
 // parseEnvelope decodes a metadata file.
 func parseEnvelope(b []byte) (*Envelope, error) {
