@@ -122,7 +122,7 @@ func TestRecoveryArm64(t *testing.T) {
 		if !containsLine(lines, "LIFEBOAT slot=recovery") {
 			t.Errorf("U-Boot did not choose recovery")
 		}
-		res := ramdiskResultOf(t, lines)
+		res := resultOf[ramdiskResult](t, lines)
 		if !res.OK || res.Version != "2" || res.Slot != "B" || res.Seed != "A" {
 			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 		}

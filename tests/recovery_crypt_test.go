@@ -43,7 +43,7 @@ func TestRecoveryCrypt(t *testing.T) {
 		spec := f.direct(d, args)
 		spec.TPMState = d.TPMState
 		lines := f.boot(t, spec)
-		res := ramdiskResultOf(t, lines)
+		res := resultOf[ramdiskResult](t, lines)
 		if !res.OK || res.Version != "2" || res.Slot != "B" || res.Seed != "A" {
 			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 		}
@@ -65,7 +65,7 @@ func TestRecoveryCrypt(t *testing.T) {
 		spec := f.direct(d, args)
 		spec.TPMState = t.TempDir() // a fresh TPM: another owner seed
 		lines := f.boot(t, spec)
-		res := ramdiskResultOf(t, lines)
+		res := resultOf[ramdiskResult](t, lines)
 		if res.OK || res.Check != "unlock" || !strings.Contains(res.Error, "unseal: ") {
 			t.Fatalf("result %+v, want check unlock failing to unseal; console:\n%s", res, strings.Join(lines, "\n"))
 		}

@@ -123,7 +123,7 @@ var (
 // marked good, the bootloader's environment, and the data partition.
 func (f *recoveryFixture) checkFactoryReset(t *testing.T, d *qdevice.Disk, lines []string) {
 	t.Helper()
-	res := factoryResultOf(t, lines)
+	res := resultOf[factoryResult](t, lines)
 	if !res.OK || res.Mode != "factory-reset" || res.Version != "1" || res.Slot != "A" {
 		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 	}
@@ -185,21 +185,6 @@ type factoryResult struct {
 	Resumed bool   `json:"resumed"`
 }
 
-func factoryResultOf(t *testing.T, lines []string) factoryResult {
-	t.Helper()
-	for _, l := range lines {
-		if m := resultRE.FindStringSubmatch(l); m != nil {
-			var r factoryResult
-			if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
-				t.Fatalf("%s: %v", l, err)
-			}
-			return r
-		}
-	}
-	t.Fatalf("no LIFEBOAT-RESULT on the console:\n%s", strings.Join(lines, "\n"))
-	return factoryResult{}
-}
-
 // start starts the machine spec describes, logging its console.
 func (f *recoveryFixture) start(t *testing.T, ctx context.Context, spec qdevice.RunSpec) *qdevice.Machine {
 	t.Helper()
@@ -241,7 +226,7 @@ func (f *recoveryFixture) bootWithResetKey(t *testing.T, d *qdevice.Disk, q qemu
 		t.Fatalf("machine: %v; console:\n%s", err, strings.Join(lines, "\n"))
 	}
 	// Nothing else asks for a reset: the environment names no mode.
-	if res := factoryResultOf(t, lines); res.Mode != "factory-reset" || res.Resumed {
+	if res := resultOf[factoryResult](t, lines); res.Mode != "factory-reset" || res.Resumed {
 		t.Errorf("result %+v: the reset key did not start a factory reset; console:\n%s", res, strings.Join(lines, "\n"))
 	}
 	n := 0
@@ -340,7 +325,7 @@ func TestRecoveryFactoryReset(t *testing.T) {
 		if !containsLine(lines, "lifeboat: factory reset: resuming") {
 			t.Errorf("the last boot did not resume the reset; console:\n%s", strings.Join(lines, "\n"))
 		}
-		if res := factoryResultOf(t, lines); !res.Resumed {
+		if res := resultOf[factoryResult](t, lines); !res.Resumed {
 			t.Errorf("result %+v, want resumed", res)
 		}
 		f.checkFactoryReset(t, d, lines)

@@ -38,21 +38,6 @@ type flashResult struct {
 	} `json:"phases"`
 }
 
-func flashResultOf(t *testing.T, lines []string) flashResult {
-	t.Helper()
-	for _, l := range lines {
-		if m := resultRE.FindStringSubmatch(l); m != nil {
-			var r flashResult
-			if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
-				t.Fatalf("%s: %v", l, err)
-			}
-			return r
-		}
-	}
-	t.Fatalf("no LIFEBOAT-RESULT on the console:\n%s", strings.Join(lines, "\n"))
-	return flashResult{}
-}
-
 // flashSource is what a line station serves for layout: the frozen
 // mirror holding release 1 and, beside it, the ESP image built from this
 // checkout (flash/).
@@ -162,7 +147,7 @@ func TestRecoveryFlash(t *testing.T) {
 		spec := f.flashSpec(disk, ramdisk, "ab", "lifeboat.source=net lifeboat.repo="+srv.url+" lifeboat.device=line-7-0042")
 		spec.Net = &qemu.NetUser{}
 		lines := f.boot(t, spec)
-		res := flashResultOf(t, lines)
+		res := resultOf[flashResult](t, lines)
 		if !res.OK || res.Mode != "flash" || res.Version != "1" || res.Slot != "A" || res.Source != srv.url {
 			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 		}
@@ -186,7 +171,7 @@ func TestRecoveryFlash(t *testing.T) {
 		spec := f.flashSpec(disk, ramdisk, "small", "lifeboat.source=usb")
 		spec.USB = stick
 		lines := f.boot(t, spec)
-		res := flashResultOf(t, lines)
+		res := resultOf[flashResult](t, lines)
 		if !res.OK || res.Mode != "flash" || res.Version != "1" || res.Source != "usb" || res.Identity == nil {
 			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 		}
@@ -224,7 +209,7 @@ func TestRecoveryFlash(t *testing.T) {
 		d := f.newDevice(t, nil)
 		before := fileSHA256(t, d.Path)
 		lines := f.boot(t, f.flashSpec(d.Path, ramdisk, "ab", "lifeboat.source=usb"))
-		res := flashResultOf(t, lines)
+		res := resultOf[flashResult](t, lines)
 		if res.OK || res.Check != "refused" || !strings.Contains(res.Error, "/dev/vda is not blank") || !strings.Contains(res.Error, "lifeboat.force=1") {
 			t.Fatalf("result %+v, want check refused naming the disk; console:\n%s", res, strings.Join(lines, "\n"))
 		}

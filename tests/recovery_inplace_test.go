@@ -90,7 +90,7 @@ func planOf(t *testing.T, lines []string) inplacePlan {
 // v2's verity argument.
 func (f *recoveryFixture) checkInPlaceDone(t *testing.T, d *qdevice.Disk, lines []string) ramdiskResult {
 	t.Helper()
-	res := ramdiskResultOf(t, lines)
+	res := resultOf[ramdiskResult](t, lines)
 	if !res.OK || res.Version != "2" || res.Slot != "A" || res.Seed != "A" {
 		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 	}
@@ -369,7 +369,7 @@ func (f *recoveryFixture) cutLane(t *testing.T, n int, seed, lane uint64, need, 
 			t.Fatalf("boot %d (%s) was not cut and v2 did not verify itself; console:\n%s", boots, how, strings.Join(lines, "\n"))
 		}
 		if ramdisk {
-			if res := ramdiskResultOf(t, lines); !res.OK || res.Version != "2" || res.Slot != "A" {
+			if res := resultOf[ramdiskResult](t, lines); !res.OK || res.Version != "2" || res.Slot != "A" {
 				t.Fatalf("boot %d: result %+v", boots, res)
 			}
 		}
@@ -557,7 +557,7 @@ func TestRecoveryInPlaceMoved(t *testing.T) {
 	srv := serveRepo(t, g.Repo)
 	d := g.newSmallDevice(t, nil)
 	lines := g.boot(t, g.directSmall(d, &qemu.NetUser{Bootfile: srv.url}, fmt.Sprintf("lifeboat.source=net lifeboat.onfail=poweroff lifeboat.inplace_ram=%dK", budget>>10)))
-	res := ramdiskResultOf(t, lines)
+	res := resultOf[ramdiskResult](t, lines)
 	if !res.OK || res.Version != "3" || res.Slot != "A" {
 		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 	}

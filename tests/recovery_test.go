@@ -205,11 +205,13 @@ func (f *recoveryFixture) direct(disk *qdevice.Disk, extra string) qdevice.RunSp
 	}
 }
 
-func ramdiskResultOf(t *testing.T, lines []string) ramdiskResult {
+// resultOf decodes the flow's LIFEBOAT-RESULT line into a T: the
+// fields a test reads of what that mode reports.
+func resultOf[T any](t *testing.T, lines []string) T {
 	t.Helper()
 	for _, l := range lines {
 		if m := resultRE.FindStringSubmatch(l); m != nil {
-			var r ramdiskResult
+			var r T
 			if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
 				t.Fatalf("%s: %v", l, err)
 			}
@@ -217,7 +219,8 @@ func ramdiskResultOf(t *testing.T, lines []string) ramdiskResult {
 		}
 	}
 	t.Fatalf("no LIFEBOAT-RESULT on the console:\n%s", strings.Join(lines, "\n"))
-	return ramdiskResult{}
+	var zero T
+	return zero
 }
 
 func demoLines(lines []string) []string {
@@ -268,7 +271,7 @@ func TestRecoveryAB(t *testing.T) {
 		before := envOf(t, d)
 		srv.dir.Store(dir)
 		lines := f.boot(t, f.direct(d, "lifeboat.source=net lifeboat.repo="+srv.url))
-		res := ramdiskResultOf(t, lines)
+		res := resultOf[ramdiskResult](t, lines)
 		if res.OK || res.Check != check {
 			t.Fatalf("result %+v, want a failure of check %q; console:\n%s", res, check, strings.Join(lines, "\n"))
 		}
@@ -320,7 +323,7 @@ func TestRecoveryAB(t *testing.T) {
 		srv.dir.Store(f.Repo)
 		srv.chunkBytes.Store(0)
 		lines := f.boot(t, f.direct(d, "lifeboat.source=net lifeboat.repo="+srv.url))
-		res := ramdiskResultOf(t, lines)
+		res := resultOf[ramdiskResult](t, lines)
 		if !res.OK || res.Version != "2" || res.Slot != "B" || res.Seed != "A" {
 			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 		}
@@ -429,7 +432,7 @@ func TestRecoveryReboot(t *testing.T) {
 		"lifeboat_recovery_args": "lifeboat.source=net lifeboat.after=reboot lifeboat.onfail=poweroff",
 	})
 	lines := f.boot(t, qdevice.RunSpec{Disk: d.Path, Net: &qemu.NetUser{Bootfile: srv.url}, Resets: true})
-	res := ramdiskResultOf(t, lines)
+	res := resultOf[ramdiskResult](t, lines)
 	if !res.OK || res.Version != "2" || res.Slot != "B" {
 		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 	}
@@ -454,7 +457,7 @@ func TestRecoveryUSB(t *testing.T) {
 	spec := f.direct(d, "lifeboat.source=usb")
 	spec.Net, spec.USB = nil, stick
 	lines := f.boot(t, spec)
-	res := ramdiskResultOf(t, lines)
+	res := resultOf[ramdiskResult](t, lines)
 	if !res.OK || res.Version != "2" || res.Slot != "B" || res.Source != "usb" {
 		t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 	}

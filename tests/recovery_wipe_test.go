@@ -3,7 +3,6 @@ package tests
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -26,21 +25,6 @@ type wipeResult struct {
 		Bytes    int64  `json:"bytes"`
 		Verified int64  `json:"verified_bytes"`
 	} `json:"wiped"`
-}
-
-func wipeResultOf(t *testing.T, lines []string) wipeResult {
-	t.Helper()
-	for _, l := range lines {
-		if m := resultRE.FindStringSubmatch(l); m != nil {
-			var r wipeResult
-			if err := json.Unmarshal([]byte(m[1]), &r); err != nil {
-				t.Fatalf("%s: %v", l, err)
-			}
-			return r
-		}
-	}
-	t.Fatalf("no LIFEBOAT-RESULT on the console:\n%s", strings.Join(lines, "\n"))
-	return wipeResult{}
 }
 
 // partitionHashes hashes every partition of the layout in d.
@@ -135,7 +119,7 @@ func TestRecoveryWipe(t *testing.T) {
 			t.Fatalf("no trusted state on the data partition before the wipe: %v", err)
 		}
 		lines := f.boot(t, f.direct(d, "lifeboat.mode=wipe lifeboat.wipe=data lifeboat.after=poweroff"))
-		res := wipeResultOf(t, lines)
+		res := resultOf[wipeResult](t, lines)
 		_, size, _ := d.Partition("data")
 		if !res.OK || res.Mode != "wipe" || len(res.Wiped) != 1 || res.Wiped[0].Label != "data" || res.Wiped[0].Verified != size {
 			t.Fatalf("result %+v, want data's %d bytes wiped and verified; console:\n%s", res, size, strings.Join(lines, "\n"))
@@ -172,7 +156,7 @@ func TestRecoveryWipe(t *testing.T) {
 		d := f.newDevice(t, nil)
 		before := partitionHashes(t, d)
 		lines := f.boot(t, f.direct(d, "lifeboat.mode=wipe lifeboat.wipe=data,rootfs-a lifeboat.after=poweroff"))
-		res := wipeResultOf(t, lines)
+		res := resultOf[wipeResult](t, lines)
 		if res.OK || res.Mode != "wipe" || res.Check != "refused" || !strings.Contains(res.Error, "wipe rootfs-a: slot A is good") || len(res.Wiped) != 0 {
 			t.Fatalf("result %+v, want check refused naming rootfs-a and slot A; console:\n%s", res, strings.Join(lines, "\n"))
 		}
