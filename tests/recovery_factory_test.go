@@ -241,6 +241,92 @@ func (f *recoveryFixture) bootWithResetKey(t *testing.T, d *qdevice.Disk, q qemu
 	return lines
 }
 
+// resetSteps counts the lines a reset printed from its first save to its
+// end: where the power cuts of factoryResetPowerCuts may land.
+func resetSteps(lines []string) int {
+	steps := 0
+	in := false
+	for _, l := range lines {
+		switch {
+		case firstSaveRE.MatchString(l):
+			in = true
+		case resetDoneRE.MatchString(l):
+			in = false
+		case in && resetStepRE.MatchString(l):
+			steps++
+		}
+	}
+	return steps
+}
+
+// factoryResetPowerCuts is a reset from the command line (the recovery
+// kernel booted directly, on the board's console) cut 5 times at random
+// points among its steps console lines (resetSteps; the seed is logged):
+// every boot after a cut goes through the board's firmware and
+// bootloader, whose environment must bring it back into the reset, which
+// resumes; the last one runs to the end and the device is checked as
+// after any reset. q is the QEMU of an arm64 board (zero on x86_64).
+func (f *recoveryFixture) factoryResetPowerCuts(t *testing.T, q qemu.Aarch64, steps int) {
+	t.Helper()
+	d := f.newFactoryDevice(t)
+	seed := time.Now().UnixNano()
+	t.Logf("power-cut seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	direct := f.direct(d, "lifeboat.mode=factory-reset lifeboat.layout=small")
+	direct.Net, direct.QEMU = nil, q
+	spec := direct
+	for cuts, tries := 0, 0; cuts < 5; tries++ {
+		if tries == 8 {
+			t.Fatalf("only %d of 8 power cuts landed during the reset", cuts)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+		m := f.start(t, ctx, spec)
+		re := firstSaveRE
+		if spec.Kernel == "" {
+			re = resumingRE // through the firmware: the bootloader's choice
+		}
+		if _, err := m.WaitFor(ctx, re); err != nil {
+			cancel()
+			t.Fatalf("cut %d: %v; console:\n%s", cuts+1, err, strings.Join(m.Lines(), "\n"))
+		}
+		// The reset's last lines come within a second of its end.
+		k := rng.IntN(max(steps-4, 1))
+		for range k {
+			if _, err := m.WaitFor(ctx, resetStepRE); err != nil {
+				cancel()
+				t.Fatalf("cut %d: %v; console:\n%s", cuts+1, err, strings.Join(m.Lines(), "\n"))
+			}
+		}
+		// And a random moment within the step that line began.
+		wait := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
+		select {
+		case <-time.After(wait):
+		case <-m.Done():
+		}
+		m.PowerCut()
+		cancel()
+		lines := m.Lines()
+		if containsLine(lines, "lifeboat: factory reset done") {
+			t.Logf("the cut %v after line %d came after the reset's end: it does not count; a new reset from the command line", wait.Round(time.Millisecond), k)
+			spec = direct
+			continue
+		}
+		cuts++
+		t.Logf("cut %d: %v after line %d: %s", cuts, wait.Round(time.Millisecond), k, strings.TrimSpace(lines[len(lines)-1]))
+		// Every later boot goes through the firmware and the bootloader.
+		spec = qdevice.RunSpec{Disk: d.Path, QEMU: q}
+	}
+	spec.Resets = true
+	lines := f.boot(t, spec)
+	if !containsLine(lines, "lifeboat: factory reset: resuming") {
+		t.Errorf("the last boot did not resume the reset; console:\n%s", strings.Join(lines, "\n"))
+	}
+	if res := resultOf[factoryResult](t, lines); !res.Resumed {
+		t.Errorf("result %+v, want resumed", res)
+	}
+	f.checkFactoryReset(t, d, lines)
+}
+
 // TestRecoveryFactoryReset is acceptance 4 on qemu-x86_64: the reset from
 // the button (r held on the console: GRUB's hotkey), from the command
 // line, and 5 power cuts at random points of a reset, each resumed.
@@ -255,79 +341,13 @@ func TestRecoveryFactoryReset(t *testing.T) {
 		d := f.newFactoryDevice(t)
 		lines := f.bootWithResetKey(t, d, qemu.Aarch64{})
 		f.checkFactoryReset(t, d, lines)
-		in := false
-		for _, l := range lines {
-			switch {
-			case firstSaveRE.MatchString(l):
-				in = true
-			case resetDoneRE.MatchString(l):
-				in = false
-			case in && resetStepRE.MatchString(l):
-				steps++
-			}
-		}
+		steps = resetSteps(lines)
 		t.Logf("%d console lines from the first save to the end of the reset", steps)
 	})
 	if t.Failed() {
 		return
 	}
 	t.Run("command line, power cuts", func(t *testing.T) {
-		d := f.newFactoryDevice(t)
-		seed := time.Now().UnixNano()
-		t.Logf("power-cut seed %d", seed)
-		rng := rand.New(rand.NewPCG(uint64(seed), 0))
-		direct := f.direct(d, "lifeboat.mode=factory-reset lifeboat.layout=small")
-		direct.Net = nil
-		spec := direct
-		for cuts, tries := 0, 0; cuts < 5; tries++ {
-			if tries == 8 {
-				t.Fatalf("only %d of 8 power cuts landed during the reset", cuts)
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-			m := f.start(t, ctx, spec)
-			re := firstSaveRE
-			if spec.Kernel == "" {
-				re = resumingRE // through the firmware: the bootloader's choice
-			}
-			if _, err := m.WaitFor(ctx, re); err != nil {
-				cancel()
-				t.Fatalf("cut %d: %v; console:\n%s", cuts+1, err, strings.Join(m.Lines(), "\n"))
-			}
-			// The reset's last lines come within a second of its end.
-			k := rng.IntN(max(steps-4, 1))
-			for range k {
-				if _, err := m.WaitFor(ctx, resetStepRE); err != nil {
-					cancel()
-					t.Fatalf("cut %d: %v; console:\n%s", cuts+1, err, strings.Join(m.Lines(), "\n"))
-				}
-			}
-			// And a random moment within the step that line began.
-			wait := time.Duration(rng.Int64N(int64(1500 * time.Millisecond)))
-			select {
-			case <-time.After(wait):
-			case <-m.Done():
-			}
-			m.PowerCut()
-			cancel()
-			lines := m.Lines()
-			if containsLine(lines, "lifeboat: factory reset done") {
-				t.Logf("the cut %v after line %d came after the reset's end: it does not count; a new reset from the command line", wait.Round(time.Millisecond), k)
-				spec = direct
-				continue
-			}
-			cuts++
-			t.Logf("cut %d: %v after line %d: %s", cuts, wait.Round(time.Millisecond), k, strings.TrimSpace(lines[len(lines)-1]))
-			// Every later boot goes through the firmware and the bootloader.
-			spec = qdevice.RunSpec{Disk: d.Path}
-		}
-		spec.Resets = true
-		lines := f.boot(t, spec)
-		if !containsLine(lines, "lifeboat: factory reset: resuming") {
-			t.Errorf("the last boot did not resume the reset; console:\n%s", strings.Join(lines, "\n"))
-		}
-		if res := resultOf[factoryResult](t, lines); !res.Resumed {
-			t.Errorf("result %+v, want resumed", res)
-		}
-		f.checkFactoryReset(t, d, lines)
+		f.factoryResetPowerCuts(t, qemu.Aarch64{}, steps)
 	})
 }

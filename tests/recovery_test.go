@@ -197,11 +197,12 @@ func (f *recoveryFixture) boot(t *testing.T, spec qdevice.RunSpec) []string {
 }
 
 // direct boots the recovery ramdisk straight from the kernel, as the
-// recovery entry would, with the command line's extra parameters.
+// recovery entry would, on the board's console, with the command line's
+// extra parameters.
 func (f *recoveryFixture) direct(disk *qdevice.Disk, extra string) qdevice.RunSpec {
 	return qdevice.RunSpec{
 		Disk: disk.Path, Kernel: f.Kernel, Initrd: f.Ramdisk, Net: &qemu.NetUser{},
-		Append: "console=ttyS0,115200 panic=-1 lifeboat.mode=update lifeboat.layout=ab lifeboat.onfail=poweroff " + extra,
+		Append: "console=" + f.Board.Console + " panic=-1 lifeboat.mode=update lifeboat.layout=ab lifeboat.onfail=poweroff " + extra,
 	}
 }
 
