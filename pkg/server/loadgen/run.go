@@ -317,4 +317,3 @@ func expected(k Kind, code int) bool {
 	}
 	return code == http.StatusOK || code == http.StatusNotModified
 }
-
