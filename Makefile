@@ -50,10 +50,11 @@ fuzz: ## run every fuzz target of every package for FUZZTIME (default 30s) each
 		done; \
 	done
 
-bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost; a recovery update in QEMU
+bench: deps build ## Go benchmarks; make/extract against casync's; verifying a 2 GiB release; binary-size cost; a recovery update in QEMU; the fleet server under load (SERVER_DEVICES)
 	$(GO) test -run XXX -bench . -benchtime 5x ./pkg/chunk/ ./pkg/verity/
 	scripts/bench.sh
 	scripts/bench-release.sh
+	scripts/bench-server.sh
 	$(GO) run ./demo/cmd/rundemo -q -out out/bench-demo
 
 demo: deps ## build the ramdisk and two releases, serve them, boot a QEMU device on v1 that updates itself to v2

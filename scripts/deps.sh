@@ -41,6 +41,10 @@ declare -A need=(
 	[pg_ctlcluster]=postgresql
 	[/usr/lib/postgresql/15/bin/postgres]=postgresql
 	[chromium]=chromium
+	[jq]=jq
+	[curl]=curl
+	[psql]=postgresql-client
+	[column]=bsdextrautils
 )
 
 missing=()

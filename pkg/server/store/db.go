@@ -71,6 +71,22 @@ func open(ctx context.Context, dsn string, fsys fs.FS) (*DB, error) {
 	return openSQLite(ctx, dsn, fsys)
 }
 
+// maxConns bounds the connections DB keeps open to its database, and
+// keeps that many open while idle. database/sql's defaults are no bound
+// and two idle: under a fleet's check-ins the server opened a connection
+// per request in flight, past PostgreSQL's max_connections (100; the
+// excess were refused), and closed all but two after each burst, so that
+// most requests paid for a new connection (on SQLite, its pragmas and
+// the schema parsed again). Requests beyond it wait for a connection.
+const maxConns = 16
+
+// pool sets db's connection bounds (maxConns).
+func pool(db *sql.DB) *sql.DB {
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	return db
+}
+
 // Close closes the database.
 func (s *DB) Close() error { return s.db.Close() }
 

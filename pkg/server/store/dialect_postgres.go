@@ -58,7 +58,7 @@ func openPostgres(ctx context.Context, dsn string, fsys fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
-	db := stdlib.OpenDB(*cfg)
+	db := pool(stdlib.OpenDB(*cfg))
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)

@@ -45,6 +45,7 @@ func openSQLite(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	pool(db)
 	if _, err := migrate(ctx, db, sqliteDialect, fsys); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -1,0 +1,163 @@
+// Command lifeboat-loadgen loads a running fleet server the way a large
+// fleet does (pkg/server/loadgen); `make bench` runs it
+// (scripts/bench-server.sh). It starts no server itself.
+//
+// Synopsis:
+//
+//	lifeboat-loadgen register --server=URL --token-file=PATH [--devices=1000000]
+//	                          [--seed=S] [--board=B] [--version=V] [--workers=64] [--json]
+//	lifeboat-loadgen run --server=URL [--devices=1000000] [--seed=S] [--rate=3000]
+//	                     [--duration=60s] [--status-share=0.1] [--workers=512] [--json]
+//
+// register registers --devices devices through POST /api/v1/devices with
+// the operator (or admin) token in --token-file, --workers at a time, and
+// prints how long that took; a device registered before counts as
+// existing. Each device's ID and token are derived from --seed and its
+// number, so run needs only the same --seed and --devices.
+//
+// run drives the devices' API at --rate requests per second for
+// --duration: check-ins (GET /api/v1/device/poll, with If-None-Match once
+// a device has an ETag) and, for --status-share of the requests, status
+// reports (POST /api/v1/device/status), spread over the devices. The load
+// is open-loop: each request is due at its time whether or not earlier
+// ones were answered, and its latency counts from then, so queueing shows.
+// It prints the requests per second achieved and, per kind, p50, p99 and
+// maximum latency and the errors by status; --json prints the same as
+// JSON. It exits 1 when any request failed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/server/loadgen"
+)
+
+var commands = []cli.Command{
+	{
+		Name:     "register",
+		Usage:    "--server=URL --token-file=PATH [--devices=N] [--seed=S] [--board=B] [--version=V] [--workers=N] [--json]",
+		Synopsis: "register the simulated devices through the API",
+		Run:      runRegister,
+	},
+	{
+		Name:     "run",
+		Usage:    "--server=URL [--devices=N] [--seed=S] [--rate=R] [--duration=D] [--status-share=F] [--workers=N] [--json]",
+		Synopsis: "drive check-ins and status reports at a rate and print the latencies",
+		Run:      runLoad,
+	},
+}
+
+func fleetFlags(fs *flag.FlagSet, c *loadgen.Config, workers int) {
+	fs.StringVar(&c.Server, "server", "", "the server's URL, http://HOST:PORT")
+	fs.IntVar(&c.Devices, "devices", 1000000, "devices in the fleet")
+	fs.StringVar(&c.Seed, "seed", "bench", "name of the fleet, from which device IDs and tokens are derived")
+	fs.StringVar(&c.Board, "board", "loadgen", "board the devices are registered with")
+	fs.StringVar(&c.Version, "version", "1.0.0", "release the devices are registered with and report")
+	fs.IntVar(&c.Workers, "workers", workers, "requests in flight at most")
+}
+
+// ErrFailed is returned when requests failed; the output says which.
+var ErrFailed = errors.New("requests failed")
+
+func runRegister(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
+	var c loadgen.Config
+	fleetFlags(fs, &c, 64)
+	tokenFile := fs.String("token-file", "", "file holding an operator or admin token")
+	out := cli.JSONFlag(fs)
+	if err := parse(fs, args, &c); err != nil {
+		return err
+	}
+	if *tokenFile == "" {
+		return cli.Usagef("--token-file is required")
+	}
+	b, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return err
+	}
+	res, err := loadgen.Register(ctx, c, strings.TrimSpace(string(b)))
+	if perr := out.Result(std.Stdout, res, func(w io.Writer) {
+		fmt.Fprintf(w, "registered %d devices (%d existing) in %.1f s: %.0f/s\n", res.Devices, res.Existing, res.Seconds, res.PerSec)
+		printErrors(w, "register", res.Errors)
+	}); perr != nil {
+		return perr
+	}
+	return err
+}
+
+func runLoad(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
+	var c loadgen.Config
+	fleetFlags(fs, &c, 512)
+	fs.Float64Var(&c.Rate, "rate", 3000, "requests per second")
+	fs.DurationVar(&c.Duration, "duration", time.Minute, "how long to send requests")
+	fs.Float64Var(&c.StatusShare, "status-share", 0.1, "share of the requests that are status reports, 0 to 1")
+	out := cli.JSONFlag(fs)
+	if err := parse(fs, args, &c); err != nil {
+		return err
+	}
+	res, err := loadgen.Run(ctx, c)
+	if perr := out.Result(std.Stdout, res, func(w io.Writer) { printResult(w, res) }); perr != nil {
+		return perr
+	}
+	if n := res.Failed(); err == nil && n > 0 {
+		err = fmt.Errorf("%w: %d of %d", ErrFailed, n, res.Sent)
+	}
+	return err
+}
+
+func parse(fs *flag.FlagSet, args []string, c *loadgen.Config) error {
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return cli.Usagef("%s takes no arguments", fs.Name())
+	}
+	if err := c.Validate(); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	return nil
+}
+
+func printResult(w io.Writer, r loadgen.Result) {
+	fmt.Fprintf(w, "%d devices, target %.0f/s: sent %d in %.1f s, %.0f/s\n", r.Devices, r.Target, r.Sent, r.Seconds, r.PerSec)
+	fmt.Fprintf(w, "%-8s %8s %8s %10s %10s %10s\n", "kind", "count", "ok", "p50", "p99", "max")
+	for _, k := range []loadgen.Kind{loadgen.Poll, loadgen.Status} {
+		l, ok := r.Kinds[k]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "%-8s %8d %8d %10s %10s %10s\n", k, l.Count, l.OK, l.P50, l.P99, l.Max)
+		printErrors(w, string(k), l.Errors)
+	}
+}
+
+func printErrors(w io.Writer, what string, errs map[string]int) {
+	keys := make([]string, 0, len(errs))
+	for k := range errs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s errors: %s × %d\n", what, k, errs[k])
+	}
+}
+
+func run(ctx context.Context, io cli.IO, args []string) int {
+	return cli.Run(ctx, "lifeboat-loadgen", commands, io, args)
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}, os.Args[1:]))
+}

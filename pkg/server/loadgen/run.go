@@ -1,0 +1,319 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
+)
+
+// Config is a load to run against a server.
+type Config struct {
+	// Server is the server's base URL, http://HOST:PORT.
+	Server string
+	// Seed names the fleet (DeviceN); Devices is its size.
+	Seed    string
+	Devices int
+	// Board and Version are what registered devices are flashed with.
+	Board, Version string
+	// Workers bounds the requests in flight.
+	Workers int
+	// Rate is the requests per second Run sends, for Duration;
+	// StatusShare of them (0 to 1) are status reports, the rest polls.
+	Rate        float64
+	Duration    time.Duration
+	StatusShare float64
+	// Client sends the requests; nil for one sized for Workers.
+	Client *http.Client
+}
+
+// Validate refuses a config that cannot run.
+func (c *Config) Validate() error {
+	switch {
+	case !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://"):
+		return fmt.Errorf("server %q: want an http:// or https:// URL", c.Server)
+	case c.Devices < 1:
+		return fmt.Errorf("devices %d: want 1 or more", c.Devices)
+	case c.Workers < 1:
+		return fmt.Errorf("workers %d: want 1 or more", c.Workers)
+	case !(c.StatusShare >= 0 && c.StatusShare <= 1):
+		return fmt.Errorf("status share %v: want 0 to 1", c.StatusShare)
+	}
+	return nil
+}
+
+func (c *Config) client() *http.Client {
+	if c.Client != nil {
+		return c.Client
+	}
+	return &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        c.Workers,
+		MaxIdleConnsPerHost: c.Workers,
+		IdleConnTimeout:     time.Minute,
+	}, Timeout: time.Minute}
+}
+
+// Registered is what Register did.
+type Registered struct {
+	Devices int `json:"devices"`
+	// Existing counts the devices registered before (409).
+	Existing int            `json:"existing"`
+	Errors   map[string]int `json:"errors,omitempty"`
+	Seconds  float64        `json:"seconds"`
+	PerSec   float64        `json:"per_second"`
+}
+
+// Register registers devices 0 to Devices-1 of the fleet through POST
+// /api/v1/devices with operatorToken, Workers at a time. A device
+// registered already (409) counts as Existing; any other refusal is an
+// error, counted by status, and the first is returned.
+func Register(ctx context.Context, c Config, operatorToken string) (Registered, error) {
+	if err := c.Validate(); err != nil {
+		return Registered{}, err
+	}
+	cl := c.client()
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		res      = Registered{Errors: map[string]int{}}
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for range c.Workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= c.Devices {
+					return
+				}
+				code, err := register(ctx, cl, c, operatorToken, DeviceN(c.Seed, i))
+				mu.Lock()
+				switch {
+				case code == http.StatusCreated:
+					res.Devices++
+				case code == http.StatusConflict:
+					res.Existing++
+				default:
+					res.Errors[errorKey(code)]++
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	res.PerSec = float64(res.Devices+res.Existing) / res.Seconds
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return res, firstErr
+}
+
+func register(ctx context.Context, cl *http.Client, c Config, operatorToken string, d Device) (int, error) {
+	raw, err := hex.DecodeString(d.Token)
+	if err != nil {
+		return 0, err
+	}
+	sum := sha256.Sum256(raw)
+	body, err := json.Marshal(api.Registration{DeviceID: d.ID, Board: c.Board, Version: c.Version, TokenSHA256: hex.EncodeToString(sum[:])})
+	if err != nil {
+		return 0, err
+	}
+	code, _, err := send(ctx, cl, http.MethodPost, c.Server+"/api/v1/devices", operatorToken, "", body)
+	if err == nil && code != http.StatusCreated && code != http.StatusConflict {
+		err = fmt.Errorf("register %s: status %d", d.ID, code)
+	}
+	return code, err
+}
+
+// send sends one request and reads its answer through; code is 0 when
+// there was none.
+func send(ctx context.Context, cl *http.Client, method, url, token, ifNoneMatch string, body []byte) (code int, etag string, err error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", ifNoneMatch)
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return 0, "", fmt.Errorf("%s %s: read answer: %w", method, url, err)
+	}
+	return resp.StatusCode, resp.Header.Get("ETag"), nil
+}
+
+func errorKey(code int) string {
+	if code == 0 {
+		return "transport"
+	}
+	return strconv.Itoa(code)
+}
+
+// Result is what Run measured.
+type Result struct {
+	Devices int     `json:"devices"`
+	Target  float64 `json:"target_per_second"`
+	// Sent counts the requests sent, Seconds the time from the first's
+	// due time to the last answer, PerSec the answers per second.
+	Sent    int                 `json:"sent"`
+	Seconds float64             `json:"seconds"`
+	PerSec  float64             `json:"per_second"`
+	Kinds   map[Kind]*Latencies `json:"kinds"`
+}
+
+// Failed counts the requests that did not get the answer they expect.
+func (r Result) Failed() int {
+	n := 0
+	for _, l := range r.Kinds {
+		n += l.Count - l.OK
+	}
+	return n
+}
+
+type job struct {
+	i   int
+	due time.Time
+}
+
+type sample struct {
+	kind Kind
+	lat  time.Duration
+	code int
+}
+
+// Run sends Count(Rate, Duration) requests, request i due at start +
+// i/Rate, of KindN(i) to device DeviceFor(i), and measures each from when
+// it was due to its answer. Workers send them; when all are busy, due
+// requests wait, and their wait counts in their latency.
+func Run(ctx context.Context, c Config) (Result, error) {
+	if err := c.Validate(); err != nil {
+		return Result{}, err
+	}
+	if !(c.Rate > 0) || c.Duration <= 0 {
+		return Result{}, fmt.Errorf("rate %v for %v: want a positive rate and duration", c.Rate, c.Duration)
+	}
+	cl := c.client()
+	status, err := json.Marshal(api.Status{Phase: api.PhaseIdle, InstalledVersion: c.Version})
+	if err != nil {
+		return Result{}, err
+	}
+	var (
+		etags   sync.Map // device index → ETag of its last poll answer
+		jobs    = make(chan job, c.Workers)
+		samples = make([][]sample, c.Workers)
+		wg      sync.WaitGroup
+	)
+	n := Count(c.Rate, c.Duration)
+	for w := range c.Workers {
+		wg.Go(func() {
+			for j := range jobs {
+				k := KindN(j.i, c.StatusShare)
+				di := DeviceFor(j.i, c.Devices)
+				d := DeviceN(c.Seed, di)
+				var code int
+				if k == Status {
+					code, _, _ = send(ctx, cl, http.MethodPost, c.Server+"/api/v1/device/status", d.Token, "", status)
+				} else {
+					inm, _ := etags.Load(di)
+					s, _ := inm.(string)
+					var etag string
+					code, etag, _ = send(ctx, cl, http.MethodGet, c.Server+"/api/v1/device/poll", d.Token, s, nil)
+					if code == http.StatusOK && etag != "" {
+						etags.Store(di, etag)
+					}
+				}
+				samples[w] = append(samples[w], sample{k, time.Since(j.due), code})
+			}
+		})
+	}
+	start := time.Now()
+	t := time.NewTimer(0)
+	sent := 0
+dispatch:
+	for ; sent < n; sent++ {
+		due := Due(start, c.Rate, sent)
+		if d := time.Until(due); d > 0 {
+			t.Reset(d)
+			select {
+			case <-ctx.Done():
+				break dispatch
+			case <-t.C:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			break dispatch
+		case jobs <- job{sent, due}:
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	res := Result{Devices: c.Devices, Target: c.Rate, Sent: sent, Seconds: time.Since(start).Seconds(), Kinds: map[Kind]*Latencies{}}
+	res.PerSec = float64(sent) / res.Seconds
+	res.Kinds = tally(samples)
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("load stopped after %d of %d requests: %w", sent, n, err)
+	}
+	return res, nil
+}
+
+// tally summarises the samples by kind.
+func tally(samples [][]sample) map[Kind]*Latencies {
+	lat := map[Kind][]time.Duration{}
+	ok := map[Kind]int{}
+	errs := map[Kind]map[string]int{}
+	for _, ss := range samples {
+		for _, s := range ss {
+			lat[s.kind] = append(lat[s.kind], s.lat)
+			if expected(s.kind, s.code) {
+				ok[s.kind]++
+				continue
+			}
+			if errs[s.kind] == nil {
+				errs[s.kind] = map[string]int{}
+			}
+			errs[s.kind][errorKey(s.code)]++
+		}
+	}
+	out := map[Kind]*Latencies{}
+	for k, l := range lat {
+		s := summarise(l, ok[k], errs[k])
+		out[k] = &s
+	}
+	return out
+}
+
+func expected(k Kind, code int) bool {
+	if k == Status {
+		return code == http.StatusNoContent
+	}
+	return code == http.StatusOK || code == http.StatusNotModified
+}
