@@ -236,7 +236,7 @@ func TestDemoVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	param := demoinit.VerityParam(tree.HashOffset, tree.RootHash)
-	cmdline := strings.Join([]string{"console=" + b.Console, "panic=-1", "quiet",
+	cmdline := strings.Join([]string{b.BaseCmdline(), "quiet",
 		"lifeboat.slot=A", "lifeboat.verity=" + param}, " ")
 	vars := bootenv.Vars{
 		"BOOT_ORDER": "A B recovery", "BOOT_A_LEFT": "2", "BOOT_B_LEFT": "0",

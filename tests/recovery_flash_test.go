@@ -82,7 +82,7 @@ func (f *recoveryFixture) blankDisk(t *testing.T, layout string) string {
 func (f *recoveryFixture) flashSpec(disk, ramdisk, layout, extra string) qdevice.RunSpec {
 	return qdevice.RunSpec{
 		Disk: disk, Kernel: f.Kernel, Initrd: ramdisk,
-		Append: "console=ttyS0,115200 panic=-1 lifeboat.mode=flash lifeboat.layout=" + layout + " lifeboat.after=poweroff lifeboat.onfail=poweroff " + extra,
+		Append: f.Board.BaseCmdline() + " lifeboat.mode=flash lifeboat.layout=" + layout + " lifeboat.after=poweroff lifeboat.onfail=poweroff " + extra,
 	}
 }
 

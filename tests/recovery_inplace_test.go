@@ -47,7 +47,7 @@ func (f *recoveryFixture) newSmallDevice(t *testing.T, env bootenv.Vars) *qdevic
 func (f *recoveryFixture) directSmall(d *qdevice.Disk, net *qemu.NetUser, extra string) qdevice.RunSpec {
 	return qdevice.RunSpec{
 		Board: f.Board, Disk: d.Path, Kernel: f.Kernel, Initrd: f.Ramdisk, Net: net,
-		Append: "console=ttyS0,115200 panic=-1 lifeboat.mode=update lifeboat.layout=small " + extra,
+		Append: f.Board.BaseCmdline() + " lifeboat.mode=update lifeboat.layout=small " + extra,
 	}
 }
 

@@ -202,7 +202,7 @@ func (f *recoveryFixture) boot(t *testing.T, spec qdevice.RunSpec) []string {
 func (f *recoveryFixture) direct(disk *qdevice.Disk, extra string) qdevice.RunSpec {
 	return qdevice.RunSpec{
 		Disk: disk.Path, Kernel: f.Kernel, Initrd: f.Ramdisk, Net: &qemu.NetUser{},
-		Append: "console=" + f.Board.Console + " panic=-1 lifeboat.mode=update lifeboat.layout=ab lifeboat.onfail=poweroff " + extra,
+		Append: f.Board.BaseCmdline() + " lifeboat.mode=update lifeboat.layout=ab lifeboat.onfail=poweroff " + extra,
 	}
 }
 

@@ -799,7 +799,7 @@ func (f *flow) kexec(s, verity string) error {
 		return err
 	}
 	cmdline := strings.Join([]string{
-		"console=" + f.board.Console, "panic=-1",
+		f.board.BaseCmdline(),
 		"lifeboat.slot=" + s, "lifeboat.layout=" + f.p.layout, "lifeboat.verity=" + verity,
 	}, " ")
 	f.say("kexec into %s: %s", s, cmdline)

@@ -37,7 +37,12 @@ type Board struct {
 	// order; their dependencies come along.
 	Modules []string `json:"modules"`
 	// Console is the kernel's console= argument: ttyS0,115200.
-	Console    string     `json:"console"`
+	Console string `json:"console"`
+	// KernelArgs are more arguments every kernel the board boots gets,
+	// after console= and panic=-1 (BaseCmdline); its bootloader script has
+	// them literally. qemu-x86_64 has no_timer_check: under TCG on a busy
+	// host the kernel's IO-APIC timer check can fail and panic.
+	KernelArgs string     `json:"kernel_args,omitempty"`
 	Bootloader Bootloader `json:"bootloader"`
 	// Disk is the kernel's name of the whole disk the layouts are on
 	// (vda, mmcblk0, nvme0n1): the disk a manufacturing flash partitions.
@@ -165,6 +170,12 @@ var (
 	sha256RE  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	triggerRE = regexp.MustCompile(`^console-key:([a-z0-9]|ctrl-[a-z])$`)
 )
+
+// BaseCmdline is how every kernel command line on the board starts: its
+// console, panic=-1 (reboot at once) and its KernelArgs.
+func (b *Board) BaseCmdline() string {
+	return strings.TrimSpace("console=" + b.Console + " panic=-1 " + b.KernelArgs)
+}
 
 // ResetKey returns the key of a console-key reset trigger ("r",
 // "ctrl-c"), or "" when the board has none.

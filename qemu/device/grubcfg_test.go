@@ -192,7 +192,7 @@ func TestBoardGRUBConfig(t *testing.T) {
 		}
 		for _, want := range []string{
 			fmt.Sprintf(`set root="${lifeboat_disk},gpt%d"`, num),
-			"linux /boot/vmlinuz console=" + testBoard(t).Console + " panic=-1 lifeboat.slot=" + e.id + " lifeboat.layout=${lifeboat_layout} lifeboat.verity=${LIFEBOAT_" + e.id + "_VERITY}\n",
+			"linux /boot/vmlinuz " + testBoard(t).BaseCmdline() + " lifeboat.slot=" + e.id + " lifeboat.layout=${lifeboat_layout} lifeboat.verity=${LIFEBOAT_" + e.id + "_VERITY}\n",
 			"initrd /boot/initrd.img\n",
 		} {
 			if !strings.Contains(e.body, want) {
@@ -203,7 +203,7 @@ func TestBoardGRUBConfig(t *testing.T) {
 	recovery := func(e menuEntry, mode string) {
 		for _, want := range []string{
 			`set root="${lifeboat_esp}"`,
-			"linux /" + device.RecoveryKernel + " console=ttyS0,115200 panic=-1 lifeboat.mode=" + mode + " lifeboat.layout=${lifeboat_layout} ${lifeboat_recovery_args}\n",
+			"linux /" + device.RecoveryKernel + " " + testBoard(t).BaseCmdline() + " lifeboat.mode=" + mode + " lifeboat.layout=${lifeboat_layout} ${lifeboat_recovery_args}\n",
 			"initrd /" + device.RecoveryRamdisk + "\n",
 		} {
 			if !strings.Contains(e.body, want) {

@@ -204,7 +204,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if o.direct {
 		spec.Kernel, spec.Initrd = o.kernel, o.ramdisk
-		spec.Append = strings.TrimSpace(fmt.Sprintf("console=%s panic=-1 lifeboat.mode=update lifeboat.layout=%s %s", b.Console, o.layout, recoveryArgs))
+		spec.Append = strings.TrimSpace(fmt.Sprintf("%s lifeboat.mode=update lifeboat.layout=%s %s", b.BaseCmdline(), o.layout, recoveryArgs))
 	}
 	if o.usb != "" {
 		if spec.USB, err = stick(ctx, o.usb, filepath.Join(out, "stick.img"), logf); err != nil {
