@@ -187,7 +187,7 @@ func bootRamdisk(t *testing.T, b *board.Board, res *Result) {
 		Memory:  b.QEMU.Memory,
 		Kernel:  res.KernelImage,
 		Initrd:  res.Output,
-		Append:  "console=" + b.Console + " panic=-1 lifeboat.mode=shell",
+		Append:  b.BaseCmdline() + " lifeboat.mode=shell",
 		Console: lines,
 	})
 	if err != nil {

@@ -98,7 +98,7 @@ func TestRunboard(t *testing.T) {
 		t.Fatalf("runboard: %v\n%s\nconsole:\n%s", err, stderr.Bytes(), stdout.Bytes())
 	}
 	t.Logf("runboard: built, booted and powered off in %v\n%s", time.Since(start).Round(100*time.Millisecond), stderr.Bytes())
-	const want = "LIFEBOAT-CMDLINE: BOOT_IMAGE=/EFI/lifeboat/vmlinuz console=ttyS0,115200 panic=-1 lifeboat.mode=update lifeboat.layout=ab lifeboat.repo=http://10.0.2.2:8080/repo lifeboat.after=reboot"
+	want := "LIFEBOAT-CMDLINE: BOOT_IMAGE=/EFI/lifeboat/vmlinuz " + b.BaseCmdline() + " lifeboat.mode=update lifeboat.layout=ab lifeboat.repo=http://10.0.2.2:8080/repo lifeboat.after=reboot"
 	if !bytes.Contains(stdout.Bytes(), []byte(want)) {
 		t.Errorf("console lacks %q:\n%s", want, stdout.Bytes())
 	}
