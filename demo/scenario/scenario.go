@@ -252,7 +252,11 @@ func (s *Scenario) Spec(layout, out string, env bootenv.Vars) device.Spec {
 	vars := bootenv.Vars{
 		slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0",
 		"LIFEBOAT_A_VERITY": s.VerityArg("1"),
-		"lifeboat_layout":   layout,
+	}
+	// ab is the bootloaders' default: grubenv's 448 bytes are tight
+	// (docs/recovery.md).
+	if layout != "ab" {
+		vars["lifeboat_layout"] = layout
 	}
 	for k, v := range env {
 		vars[k] = v
