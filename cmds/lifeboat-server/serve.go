@@ -133,7 +133,7 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 // before it is stored: a token in the database that no file holds would
 // lock the first operator out.
 func bootstrapAdmin(ctx context.Context, st store.Operators, path string, log *slog.Logger) error {
-	has, err := st.HasAdmin(ctx)
+	has, err := st.HasAdmin(ctx, time.Now())
 	if err != nil || has {
 		return err
 	}

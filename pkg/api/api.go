@@ -99,6 +99,14 @@ func CheckDeviceID(id string) error {
 	return nil
 }
 
+// checkBoardVersion checks a device's board and the release it runs.
+func checkBoardVersion(board, version string) error {
+	if !boardRE.MatchString(board) {
+		return invalid("board %q: want 1 to %d letters, digits, '.', '_' or '-'", clip(board), MaxBoardLen)
+	}
+	return checkVersion("version", version)
+}
+
 func checkVersion(field, v string) error {
 	if !versionRE.MatchString(v) {
 		return invalid("%s %q: want 1 to %d letters, digits, '.', '_', '+', '~' or '-'", field, clip(v), MaxVersionLen)
@@ -135,10 +143,7 @@ func (r *Registration) Validate() error {
 	if err := CheckDeviceID(r.DeviceID); err != nil {
 		return err
 	}
-	if !boardRE.MatchString(r.Board) {
-		return invalid("board %q: want 1 to %d letters, digits, '.', '_' or '-'", clip(r.Board), MaxBoardLen)
-	}
-	if err := checkVersion("version", r.Version); err != nil {
+	if err := checkBoardVersion(r.Board, r.Version); err != nil {
 		return err
 	}
 	if !hex64RE.MatchString(r.TokenSHA256) {
@@ -149,6 +154,18 @@ func (r *Registration) Validate() error {
 	}
 	return nil
 }
+
+// Enrollment is what a device sends to enroll itself with its client
+// certificate (POST /api/v1/device/enroll): its ID is the certificate's,
+// so the body holds only what the certificate does not say.
+type Enrollment struct {
+	Board string `json:"board"`
+	// Version is the release the device runs.
+	Version string `json:"version"`
+}
+
+// Validate checks every field.
+func (e *Enrollment) Validate() error { return checkBoardVersion(e.Board, e.Version) }
 
 // Release is a release a device is told to install.
 type Release struct {
@@ -353,7 +370,10 @@ type Device struct {
 	Created          time.Time  `json:"created"`
 	LastSeen         *time.Time `json:"last_seen,omitempty"`
 	TokenExpires     *time.Time `json:"token_expires,omitempty"`
-	Revoked          *time.Time `json:"revoked,omitempty"`
+	// CertSHA256 is the SHA-256 of the DER client certificate the device
+	// enrolled with, for a device that enrolled itself.
+	CertSHA256 string     `json:"cert_sha256,omitempty"`
+	Revoked    *time.Time `json:"revoked,omitempty"`
 	// Status is the last status report, if any.
 	Status *Status `json:"status,omitempty"`
 	// Attributes is the last inventory; only in a single device's view.

@@ -126,6 +126,38 @@ func TestRegistrationValidate(t *testing.T) {
 	}
 }
 
+func TestEnrollmentValidate(t *testing.T) {
+	for _, tc := range []struct {
+		e   Enrollment
+		msg string // "" for valid
+	}{
+		{Enrollment{Board: "qemu-x86_64", Version: "1.0"}, ""},
+		{Enrollment{Board: "", Version: "1.0"}, `board ""`},
+		{Enrollment{Board: "a/b", Version: "1.0"}, `board "a/b"`},
+		{Enrollment{Board: strings.Repeat("b", 65), Version: "1.0"}, "board"},
+		{Enrollment{Board: "b", Version: ""}, `version ""`},
+		{Enrollment{Board: "b", Version: "1 0"}, `version "1 0"`},
+	} {
+		err := tc.e.Validate()
+		if tc.msg == "" {
+			if err != nil {
+				t.Errorf("%+v: Validate = %v, want nil", tc.e, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%+v: Validate = %v, want ErrInvalid naming %q", tc.e, err, tc.msg)
+		}
+	}
+	var e Enrollment
+	if err := Decode(bytes.NewReader(readTestdata(t, "enrollment.json")), MaxBodySize, &e); err != nil || e != (Enrollment{Board: "qemu-x86_64", Version: "1.0"}) {
+		t.Errorf("enrollment.json = %+v, %v", e, err)
+	}
+	if err := Decode(strings.NewReader(`{"board": "b", "version": "1", "device_id": "other"}`), MaxBodySize, &e); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `unknown field "device_id"`) {
+		t.Errorf("an enrollment naming a device ID = %v, want ErrInvalid naming the field", err)
+	}
+}
+
 func validStatus() Status {
 	return Status{Phase: PhaseIdle, InstalledVersion: "1.0",
 		Slots: []SlotState{{Name: "A", State: "good"}, {Name: "B", State: "trying", TriesLeft: 3}}}
@@ -269,6 +301,7 @@ func fuzzDecode[T any, P interface {
 
 func FuzzDecodeRegistration(f *testing.F)  { fuzzDecode[Registration](f, "registration.json") }
 func FuzzDecodeStatus(f *testing.F)        { fuzzDecode[Status](f, "status.json") }
+func FuzzDecodeEnrollment(f *testing.F)    { fuzzDecode[Enrollment](f, "enrollment.json") }
 func FuzzDecodeInventory(f *testing.F)     { fuzzDecode[Inventory](f, "inventory.json") }
 func FuzzDecodePoll(f *testing.F)          { fuzzDecode[Poll](f, "poll.json") }
 func FuzzDecodeTags(f *testing.F)          { fuzzDecode[Tags](f, "tags.json") }

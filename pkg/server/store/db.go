@@ -155,9 +155,10 @@ func record(ctx context.Context, tx *sql.Tx, ev Event) error {
 // RegisterDevice implements Devices.
 func (s *DB) RegisterDevice(ctx context.Context, d Device, ev Event) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version)
-			VALUES ($1, $2, $3, $4, $5, $6)`,
-			d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion)
+		_, err := tx.ExecContext(ctx, `INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version, cert_sha256)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion,
+			sql.NullString{String: d.CertSHA256, Valid: d.CertSHA256 != ""})
 		if s.d.uniqueViolation(err) {
 			return fmt.Errorf("device %s: %w (its ID or its token is registered)", d.ID, ErrExists)
 		}
@@ -168,7 +169,7 @@ func (s *DB) RegisterDevice(ctx context.Context, d Device, ev Event) error {
 	})
 }
 
-const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status`
+const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status, cert_sha256`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -176,12 +177,13 @@ func scanDevice(row scanner) (Device, error) {
 	var (
 		d                               Device
 		expires, revoked, created, seen sql.NullInt64
-		status                          sql.NullString
+		status, cert                    sql.NullString
 	)
-	if err := row.Scan(&d.ID, &d.Board, &d.TokenSHA256, &expires, &revoked, &created, &seen, &d.InstalledVersion, &status); err != nil {
+	if err := row.Scan(&d.ID, &d.Board, &d.TokenSHA256, &expires, &revoked, &created, &seen, &d.InstalledVersion, &status, &cert); err != nil {
 		return Device{}, err
 	}
 	d.TokenExpires, d.RevokedAt, d.Created, d.LastSeen = fromNanos(expires), fromNanos(revoked), fromNanos(created), fromNanos(seen)
+	d.CertSHA256 = cert.String
 	if status.Valid {
 		d.Status = new(api.Status)
 		if err := json.Unmarshal([]byte(status.String), d.Status); err != nil {
@@ -334,8 +336,8 @@ func (s *DB) CreateOperatorToken(ctx context.Context, t OperatorToken, ev Event)
 		return fmt.Errorf("operator token %s: role %q: want viewer, operator or admin", t.Name, t.Role)
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO operator_tokens (token_sha256, name, role, created) VALUES ($1, $2, $3, $4)`,
-			t.TokenSHA256, t.Name, string(t.Role), t.Created.UnixNano())
+		_, err := tx.ExecContext(ctx, `INSERT INTO operator_tokens (token_sha256, name, role, created, expires) VALUES ($1, $2, $3, $4, $5)`,
+			t.TokenSHA256, t.Name, string(t.Role), t.Created.UnixNano(), nanos(t.Expires))
 		if s.d.uniqueViolation(err) {
 			return fmt.Errorf("operator token %s: %w", t.Name, ErrExists)
 		}
@@ -349,19 +351,19 @@ func (s *DB) CreateOperatorToken(ctx context.Context, t OperatorToken, ev Event)
 // OperatorToken implements Operators.
 func (s *DB) OperatorToken(ctx context.Context, tokenSHA256 string) (OperatorToken, error) {
 	var (
-		t                OperatorToken
-		role             string
-		created, revoked sql.NullInt64
+		t                         OperatorToken
+		role                      string
+		created, expires, revoked sql.NullInt64
 	)
-	err := s.db.QueryRowContext(ctx, `SELECT token_sha256, name, role, created, revoked_at FROM operator_tokens WHERE token_sha256 = $1`, tokenSHA256).
-		Scan(&t.TokenSHA256, &t.Name, &role, &created, &revoked)
+	err := s.db.QueryRowContext(ctx, `SELECT token_sha256, name, role, created, expires, revoked_at FROM operator_tokens WHERE token_sha256 = $1`, tokenSHA256).
+		Scan(&t.TokenSHA256, &t.Name, &role, &created, &expires, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return OperatorToken{}, fmt.Errorf("operator token: %w", ErrNotFound)
 	}
 	if err != nil {
 		return OperatorToken{}, fmt.Errorf("operator token: %w", err)
 	}
-	t.Role, t.Created, t.RevokedAt = Role(role), fromNanos(created), fromNanos(revoked)
+	t.Role, t.Created, t.Expires, t.RevokedAt = Role(role), fromNanos(created), fromNanos(expires), fromNanos(revoked)
 	return t, nil
 }
 
@@ -376,9 +378,10 @@ func (s *DB) RevokeOperatorToken(ctx context.Context, name string, ev Event) err
 }
 
 // HasAdmin implements Operators.
-func (s *DB) HasAdmin(ctx context.Context) (bool, error) {
+func (s *DB) HasAdmin(ctx context.Context, now time.Time) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM operator_tokens WHERE role = $1 AND revoked_at IS NULL`, string(Admin)).Scan(&n)
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM operator_tokens WHERE role = $1 AND revoked_at IS NULL AND (expires IS NULL OR expires > $2)`,
+		string(Admin), now.UnixNano()).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("count admin tokens: %w", err)
 	}

@@ -246,6 +246,17 @@ func testDevices(t *testing.T, dsn string) {
 		t.Errorf("Events = %+v, %v; want the one registration", evs, err)
 	}
 
+	// A device enrolled by certificate keeps the certificate's hash.
+	c := device("dev-cert", 'c')
+	c.CertSHA256 = hash('d')
+	if err := s.RegisterDevice(ctx, c, event("device.enroll", "dev-cert")); err != nil {
+		t.Fatal(err)
+	}
+	c.Attributes = map[string]string{}
+	if got, err := s.Device(ctx, "dev-cert"); err != nil || !cmp.Equal(c, got) {
+		t.Errorf("Device(dev-cert) = %+v, %v; want %+v", got, err, c)
+	}
+
 	if err := s.RevokeDevice(ctx, "dev-1", Event{At: t0.Add(time.Hour), Actor: "operator:alice", Action: "device.revoke", Target: "dev-1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +269,8 @@ func testDevices(t *testing.T, dsn string) {
 	if err := s.RevokeDevice(ctx, "nope", event("device.revoke", "nope")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RevokeDevice(nope) = %v, want ErrNotFound", err)
 	}
-	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 2 {
-		t.Errorf("%d events after one revocation, want 2", len(evs))
+	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 3 {
+		t.Errorf("%d events after one revocation, want 3 (two devices, the revocation)", len(evs))
 	}
 }
 
@@ -357,14 +368,28 @@ func TestOperatorTokens(t *testing.T) { storetest.Run(t, testOperatorTokens) }
 func testOperatorTokens(t *testing.T, dsn string) {
 	ctx := context.Background()
 	s := openDB(t, dsn)
-	if ok, err := s.HasAdmin(ctx); ok || err != nil {
+	if ok, err := s.HasAdmin(ctx, t0); ok || err != nil {
 		t.Errorf("HasAdmin on a fresh database = %v, %v; want false", ok, err)
+	}
+	// An admin token that expires counts until it does.
+	temp := OperatorToken{TokenSHA256: hash('t'), Name: "temp", Role: Admin, Created: t0, Expires: t0.Add(time.Hour)}
+	if err := s.CreateOperatorToken(ctx, temp, event("token.create", "temp")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.OperatorToken(ctx, hash('t')); err != nil || !cmp.Equal(got, temp) {
+		t.Errorf("OperatorToken(temp) = %+v, %v; want %+v", got, err, temp)
+	}
+	if ok, _ := s.HasAdmin(ctx, t0); !ok {
+		t.Error("HasAdmin before the admin token expires = false")
+	}
+	if ok, _ := s.HasAdmin(ctx, t0.Add(time.Hour)); ok {
+		t.Error("HasAdmin with the only admin token expired = true")
 	}
 	admin := OperatorToken{TokenSHA256: hash('a'), Name: "root", Role: Admin, Created: t0}
 	if err := s.CreateOperatorToken(ctx, admin, event("token.create", "root")); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := s.HasAdmin(ctx); !ok {
+	if ok, _ := s.HasAdmin(ctx, t0.Add(time.Hour)); !ok {
 		t.Error("HasAdmin = false after creating an admin token")
 	}
 	for _, bad := range []OperatorToken{
@@ -385,8 +410,8 @@ func testOperatorTokens(t *testing.T, dsn string) {
 	if err := s.RevokeOperatorToken(ctx, "root", event("token.revoke", "root")); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := s.HasAdmin(ctx); ok {
-		t.Error("HasAdmin = true with the only admin token revoked")
+	if ok, _ := s.HasAdmin(ctx, t0.Add(time.Hour)); ok {
+		t.Error("HasAdmin = true with one admin token revoked, the other expired")
 	}
 	if err := s.RevokeOperatorToken(ctx, "root", event("token.revoke", "root")); !errors.Is(err, ErrRevoked) {
 		t.Errorf("second revocation = %v, want ErrRevoked", err)
@@ -394,8 +419,8 @@ func testOperatorTokens(t *testing.T, dsn string) {
 	if _, err := s.OperatorToken(ctx, hash('z')); !errors.Is(err, ErrNotFound) {
 		t.Errorf("OperatorToken(z…) = %v, want ErrNotFound", err)
 	}
-	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 2 {
-		t.Errorf("%d events, want 2 (create, revoke)", len(evs))
+	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 3 {
+		t.Errorf("%d events, want 3 (create twice, revoke)", len(evs))
 	}
 }
 

@@ -39,11 +39,16 @@ type Device struct {
 	ID    string
 	Board string
 	// TokenSHA256 is the SHA-256 of the device's token, lower-case hex.
+	// A device enrolled by certificate has one too: of a token made at
+	// enrollment and given to no one.
 	TokenSHA256  string
 	TokenExpires time.Time // zero: never
-	RevokedAt    time.Time // zero: not revoked
-	Created      time.Time
-	LastSeen     time.Time // zero: never
+	// CertSHA256 is the SHA-256 of the DER certificate the device enrolled
+	// with, lower-case hex; "" for a device an operator registered.
+	CertSHA256 string
+	RevokedAt  time.Time // zero: not revoked
+	Created    time.Time
+	LastSeen   time.Time // zero: never
 	// InstalledVersion is the release the device runs: the one it was
 	// flashed with until it reports another.
 	InstalledVersion string
@@ -89,6 +94,7 @@ type OperatorToken struct {
 	Name        string
 	Role        Role
 	Created     time.Time
+	Expires     time.Time // zero: never
 	RevokedAt   time.Time // zero: not revoked
 }
 
@@ -105,7 +111,8 @@ type Event struct {
 // Devices holds the devices.
 type Devices interface {
 	// RegisterDevice adds d, recording ev. A device with the same ID or
-	// token is ErrExists.
+	// token is ErrExists. Registered by an operator or enrolled by
+	// certificate (d.CertSHA256 set), a device is stored the same way.
 	RegisterDevice(ctx context.Context, d Device, ev Event) error
 	// Device returns the device with id, with its attributes, or
 	// ErrNotFound.
@@ -139,8 +146,9 @@ type Operators interface {
 	// RevokeOperatorToken revokes the token named name at ev.At,
 	// recording ev: ErrNotFound, or ErrRevoked.
 	RevokeOperatorToken(ctx context.Context, name string, ev Event) error
-	// HasAdmin says whether an admin token that is not revoked exists.
-	HasAdmin(ctx context.Context) (bool, error)
+	// HasAdmin says whether an admin token exists that is neither
+	// revoked nor expired at now.
+	HasAdmin(ctx context.Context, now time.Time) (bool, error)
 }
 
 // Audit reads the audit log.
