@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/server/mtls"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
@@ -48,24 +50,28 @@ func unauthorized(format string, args ...any) *refusal {
 }
 
 // bearer returns the hash of the request's bearer token.
-func bearer(r *http.Request, whose string) (string, error) { return tokenHash(r, "Bearer", whose) }
+func bearer(r *http.Request, whose string) (string, error) {
+	_, sha, err := tokenHash(r, whose, "Bearer")
+	return sha, err
+}
 
-// tokenHash returns the hash of the request's token, given in the
-// Authorization scheme want.
-func tokenHash(r *http.Request, want, whose string) (string, error) {
+// tokenHash returns the hash of the request's token and the scheme it was
+// given in, one of the Authorization schemes want (as spelled there).
+func tokenHash(r *http.Request, whose string, want ...string) (scheme, sha string, err error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return "", unauthorized("no %s token: want Authorization: %s TOKEN", whose, want)
+		return "", "", unauthorized("no %s token: want Authorization: %s TOKEN", whose, strings.Join(want, " TOKEN or "))
 	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, want) {
-		return "", unauthorized("Authorization scheme %q: want %s", scheme, want)
+	given, tok, ok := strings.Cut(h, " ")
+	i := slices.IndexFunc(want, func(w string) bool { return strings.EqualFold(w, given) })
+	if !ok || i < 0 {
+		return "", "", unauthorized("Authorization scheme %q: want %s", given, strings.Join(want, " or "))
 	}
-	sha, err := HashToken(strings.TrimSpace(tok))
+	sha, err = HashToken(strings.TrimSpace(tok))
 	if err != nil {
-		return "", unauthorized("%s token: %v", whose, err)
+		return "", "", unauthorized("%s token: %v", whose, err)
 	}
-	return sha, nil
+	return want[i], sha, nil
 }
 
 // sameHash compares the hash the store matched with the one computed, in
@@ -75,45 +81,76 @@ func sameHash(stored, computed string) bool {
 	return subtle.ConstantTimeCompare([]byte(stored), []byte(computed)) == 1
 }
 
-// operator authenticates an operator with at least role min, then runs h.
-// what names the action for a refusal.
-func (s *Server) operator(min store.Role, what string, h func(http.ResponseWriter, *http.Request, store.OperatorToken) error) http.Handler {
+// handle runs h, and answers its error.
+func (s *Server) handle(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := func() error {
-			sha, err := bearer(r, "operator")
-			if err != nil {
-				return err
-			}
-			op, err := s.Authorize(r.Context(), sha, min, what)
-			if err != nil {
-				return err
-			}
-			return h(w, r, op)
-		}()
-		if err != nil {
+		if err := h(w, r); err != nil {
 			s.respond(w, r, err)
 		}
 	})
 }
 
-// device authenticates a device by its token, then runs h with it.
-func (s *Server) device(h func(http.ResponseWriter, *http.Request, store.Device) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := func() error {
-			sha, err := bearer(r, "device")
-			if err != nil {
-				return err
-			}
-			d, err := s.deviceByToken(r, sha)
-			if err != nil {
-				return err
-			}
-			return h(w, r, d)
-		}()
+// operator authenticates an operator with at least role min, then runs h.
+// what names the action for a refusal.
+func (s *Server) operator(min store.Role, what string, h func(http.ResponseWriter, *http.Request, store.OperatorToken) error) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		sha, err := bearer(r, "operator")
 		if err != nil {
-			s.respond(w, r, err)
+			return err
 		}
+		op, err := s.Authorize(r.Context(), sha, min, what)
+		if err != nil {
+			return err
+		}
+		return h(w, r, op)
 	})
+}
+
+// device authenticates a device (deviceOf), then runs h with it.
+func (s *Server) device(h func(http.ResponseWriter, *http.Request, store.Device) error) http.Handler {
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		d, err := s.deviceOf(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, d)
+	})
+}
+
+// deviceOf returns the device a request is from: the one its verified
+// client certificate names, or its bearer token's, or, given both, the
+// device they both name. Every credential given must hold: a bad token
+// beside a good certificate is refused. A certificate and a token of two
+// devices are a 401 naming both.
+func (s *Server) deviceOf(r *http.Request) (store.Device, error) {
+	id, err := certIdentity(r)
+	if err != nil {
+		return store.Device{}, err
+	}
+	if id == nil {
+		return s.deviceByBearer(r)
+	}
+	d, err := s.deviceByCert(r, *id)
+	if err != nil || r.Header.Get("Authorization") == "" {
+		return d, err
+	}
+	t, err := s.deviceByBearer(r)
+	if err != nil {
+		return t, err
+	}
+	if t.ID != d.ID {
+		return store.Device{}, unauthorized("the client certificate is device %s's and the token device %s's: present one device's credentials", d.ID, t.ID)
+	}
+	return d, nil
+}
+
+// deviceByBearer returns the device whose token the request bears.
+func (s *Server) deviceByBearer(r *http.Request) (store.Device, error) {
+	sha, err := bearer(r, "device")
+	if err != nil {
+		return store.Device{}, err
+	}
+	return s.deviceByToken(r, sha)
 }
 
 // deviceByToken returns the device whose token hashes to sha: 401 for an
@@ -131,6 +168,43 @@ func (s *Server) deviceByToken(r *http.Request, sha string) (store.Device, error
 		return d, unauthorized("device %s: token revoked at %s", d.ID, d.RevokedAt.Format(time.RFC3339))
 	case !d.TokenExpires.IsZero() && !s.now().Before(d.TokenExpires):
 		return d, unauthorized("device %s: token expired at %s", d.ID, d.TokenExpires.Format(time.RFC3339))
+	}
+	return d, nil
+}
+
+// certIdentity returns the device identity of the request's verified
+// client certificate, nil for none; a certificate that names no device
+// (mtls.DeviceIdentity) is a 401 saying why.
+func certIdentity(r *http.Request) (*mtls.Identity, error) {
+	id, err := mtls.DeviceIdentity(r.TLS)
+	switch {
+	case errors.Is(err, mtls.ErrNoCertificate):
+		return nil, nil
+	case err != nil:
+		return nil, unauthorized("%v", err)
+	}
+	return &id, nil
+}
+
+// deviceByCert returns the device a verified client certificate names,
+// registered and not revoked: 401 otherwise. The certificate's validity
+// was checked by the TLS handshake; the device's token expiry does not
+// apply to it.
+func (s *Server) deviceByCert(r *http.Request, id mtls.Identity) (store.Device, error) {
+	return s.registeredDevice(r, id.DeviceID, unauthorized("device %s (client certificate %s) is not registered: enroll it with POST /api/v1/device/enroll", id.DeviceID, id.SHA256))
+}
+
+// registeredDevice returns device id, refusing it when revoked (401),
+// whatever credential named it, and answering unknown when there is none.
+func (s *Server) registeredDevice(r *http.Request, id string, unknown *refusal) (store.Device, error) {
+	d, err := s.store.Device(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return d, unknown
+	case err != nil:
+		return d, err
+	case !d.RevokedAt.IsZero():
+		return d, unauthorized("device %s: revoked at %s", d.ID, d.RevokedAt.Format(time.RFC3339))
 	}
 	return d, nil
 }

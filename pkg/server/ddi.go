@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,46 +19,100 @@ import (
 // DDI clients in files, and offers them to those clients.
 func WithArtifacts(files *ddi.Files) Option { return func(s *Server) { s.artifacts = files } }
 
-// ddiPrefix is where the DDI endpoints are, under the one tenant.
-const ddiPrefix = "/" + ddi.Tenant + "/controller/v1/"
+// WithDDITenant answers hawkBit DDI clients under tenant (CheckDDITenant)
+// rather than ddi.DefaultTenant. A request for another tenant is a 404
+// naming the one served.
+func WithDDITenant(tenant string) Option { return func(s *Server) { s.ddiTenant = tenant } }
+
+// WithDDIGatewayToken accepts Authorization: GatewayToken TOKEN on the DDI
+// endpoints, from a gateway speaking for every controller of the tenant:
+// the token whose SHA-256 (HashToken) is sha. The server keeps only sha.
+func WithDDIGatewayToken(sha string) Option { return func(s *Server) { s.ddiGateway = sha } }
+
+var ddiTenantRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CheckDDITenant says what is wrong with a name as the DDI tenant, if
+// anything: it must be 1 to 64 letters, digits, '_' or '-', and not the
+// first segment of another of the server's paths.
+func CheckDDITenant(name string) error {
+	if !ddiTenantRE.MatchString(name) {
+		return fmt.Errorf("DDI tenant %q: want 1 to 64 letters, digits, '_' or '-'", clipID(name))
+	}
+	if name == "api" || name == "ui" || name == "repo" {
+		return fmt.Errorf("DDI tenant %q: /%s/ is the server's own", name, name)
+	}
+	return nil
+}
+
+// ddiPrefix is where the DDI endpoints are, under the server's tenant.
+func (s *Server) ddiPrefix() string { return "/" + s.ddiTenant + "/controller/v1/" }
 
 // routeDDI mounts the hawkBit DDI endpoints and the artifact upload.
 func (s *Server) routeDDI() {
+	p := s.ddiPrefix()
 	s.mux.Handle("POST /api/v1/releases/{board}/{version}/artifacts", s.operator(store.Operator, "attach artifacts", s.addArtifact))
-	s.mux.Handle("GET "+ddiPrefix+"{controller}", s.controller(s.ddiRoot))
-	s.mux.Handle("GET "+ddiPrefix+"{controller}/deploymentBase/{action}", s.controller(s.ddiDeployment))
-	s.mux.Handle("POST "+ddiPrefix+"{controller}/deploymentBase/{action}/feedback", s.controller(s.ddiFeedback))
-	s.mux.Handle("GET "+ddiPrefix+"{controller}/deploymentBase/{action}/artifacts/{name}", s.controller(s.ddiDownload))
-	s.mux.Handle("PUT "+ddiPrefix+"{controller}/configData", s.controller(s.ddiConfigData))
+	s.mux.Handle("GET "+p+"{controller}", s.controller(s.ddiRoot))
+	s.mux.Handle("GET "+p+"{controller}/deploymentBase/{action}", s.controller(s.ddiDeployment))
+	s.mux.Handle("POST "+p+"{controller}/deploymentBase/{action}/feedback", s.controller(s.ddiFeedback))
+	s.mux.Handle("GET "+p+"{controller}/deploymentBase/{action}/artifacts/{name}", s.controller(s.ddiDownload))
+	s.mux.Handle("PUT "+p+"{controller}/configData", s.controller(s.ddiConfigData))
 }
 
-// controller authenticates a DDI client by its target token (the device's
-// token, as the device API takes it) and checks that the path's
-// controller ID is that device's: another device's ID is a 403 and reads
-// nothing.
+// otherTenant is the refusal of a request no route matched whose path is
+// a DDI path under a tenant other than the server's, nil for any other.
+func (s *Server) otherTenant(path string) *refusal {
+	seg := strings.SplitN(path, "/", 5) // "", tenant, "controller", "v1", …
+	if len(seg) < 5 || seg[2] != "controller" || seg[3] != "v1" || seg[1] == s.ddiTenant {
+		return nil
+	}
+	return errorf(http.StatusNotFound, api.CodeNotFound, "hawkBit tenant %q: this server answers tenant %s", clipID(seg[1]), s.ddiTenant)
+}
+
+// controller authenticates a DDI client (ddiDevice), then runs h with the
+// device it acts for.
 func (s *Server) controller(h func(http.ResponseWriter, *http.Request, store.Device) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := func() error {
-			sha, err := tokenHash(r, "TargetToken", "target")
-			if err != nil {
-				return err
-			}
-			d, err := s.deviceByToken(r, sha)
-			if err != nil {
-				return err
-			}
-			if id := r.PathValue("controller"); id != d.ID {
-				return errorf(http.StatusForbidden, api.CodeForbidden, "controller %q: the target token is another controller's", clipID(id))
-			}
-			if _, err := query(r); err != nil {
-				return err
-			}
-			return h(w, r, d)
-		}()
+	return s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		d, err := s.ddiDevice(r)
 		if err != nil {
-			s.respond(w, r, err)
+			return err
 		}
+		if _, err := query(r); err != nil {
+			return err
+		}
+		return h(w, r, d)
 	})
+}
+
+// ddiDevice returns the device a DDI request acts for. With a target
+// token (the device's own token, as the device API takes it), the path's
+// controller ID must be that device's: another device's ID is a 403 that
+// reads nothing. With the gateway token (WithDDIGatewayToken), it is the
+// path's controller, which must be registered (404) and not revoked
+// (401).
+func (s *Server) ddiDevice(r *http.Request) (store.Device, error) {
+	schemes := []string{"TargetToken"}
+	if s.ddiGateway != "" {
+		schemes = append(schemes, "GatewayToken")
+	}
+	scheme, sha, err := tokenHash(r, "target", schemes...)
+	if err != nil {
+		return store.Device{}, err
+	}
+	id := r.PathValue("controller")
+	if scheme == "GatewayToken" {
+		if !sameHash(s.ddiGateway, sha) {
+			return store.Device{}, unauthorized("unknown gateway token")
+		}
+		return s.registeredDevice(r, id, errorf(http.StatusNotFound, api.CodeNotFound, "controller %q is not registered", clipID(id)))
+	}
+	d, err := s.deviceByToken(r, sha)
+	if err != nil {
+		return d, err
+	}
+	if id != d.ID {
+		return store.Device{}, errorf(http.StatusForbidden, api.CodeForbidden, "controller %q: the target token is another controller's", clipID(id))
+	}
+	return d, nil
 }
 
 func clipID(s string) string {
@@ -105,15 +160,15 @@ func (s *Server) actionOf(r *http.Request, d store.Device) (*store.Assignment, [
 
 // ddiBase is the URL of this server's DDI endpoints for a device, as the
 // client reached it.
-func ddiBase(r *http.Request, id string) string {
+func (s *Server) ddiBase(r *http.Request, id string) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + ddiPrefix + id
+	return scheme + "://" + r.Host + s.ddiPrefix() + id
 }
 
-// ddiRoot: GET /DEFAULT/controller/v1/{controller}, the poll. It records
+// ddiRoot: GET /TENANT/controller/v1/{controller}, the poll. It records
 // the device as seen, and links the current action and, while the server
 // has no attributes of the device, configData.
 func (s *Server) ddiRoot(w http.ResponseWriter, r *http.Request, d store.Device) error {
@@ -121,7 +176,7 @@ func (s *Server) ddiRoot(w http.ResponseWriter, r *http.Request, d store.Device)
 		return storeError(err)
 	}
 	root := ddi.Root{Config: ddi.Config{Polling: ddi.Polling{Sleep: ddi.Sleep(time.Duration(s.pollInterval(d.ID)) * time.Second)}}, Links: map[string]ddi.Link{}}
-	base := ddiBase(r, d.ID)
+	base := s.ddiBase(r, d.ID)
 	a, _, err := s.action(r, d)
 	if err != nil {
 		return err
@@ -148,7 +203,7 @@ func (s *Server) ddiDeployment(w http.ResponseWriter, r *http.Request, d store.D
 	if err != nil {
 		return err
 	}
-	base := fmt.Sprintf("%s/deploymentBase/%d", ddiBase(r, d.ID), a.RolloutID)
+	base := fmt.Sprintf("%s/deploymentBase/%d", s.ddiBase(r, d.ID), a.RolloutID)
 	c := ddi.Chunk{Part: "os", Version: a.Version, Name: a.Board}
 	for _, art := range as {
 		c.Artifacts = append(c.Artifacts, ddi.Artifact{

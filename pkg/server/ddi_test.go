@@ -19,19 +19,19 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
-// withDDI gives the fixture's server an artifact store, a release 2.0
+// withDDI gives the fixture's server (with opts) an artifact store, a release 2.0
 // with update.swu attached, and a running rollout of it to dev-x and
 // dev-expired (so that one failure of dev-x does not halt it); it
 // returns the file, the rollout's ID (dev-x's action) and the artifact
 // store's directory.
-func (f *fixture) withDDI() (swu []byte, action int64, dir string) {
+func (f *fixture) withDDI(opts ...Option) (swu []byte, action int64, dir string) {
 	f.t.Helper()
 	dir = filepath.Join(f.t.TempDir(), "artifacts")
 	files, err := ddi.OpenFiles(dir)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.srv = New(f.st, WithClock(func() time.Time { return f.now }), WithPollInterval(300*time.Second, 0), WithArtifacts(files), WithMaxUpload(1<<20))
+	f.srv = New(f.st, append([]Option{WithClock(func() time.Time { return f.now }), WithPollInterval(300*time.Second, 0), WithArtifacts(files), WithMaxUpload(1<<20)}, opts...)...)
 	f.addRelease("2.0")
 	swu = []byte(strings.Repeat("swu bytes ", 100))
 	w := f.do(req{method: "POST", path: "/api/v1/releases/" + testBoard + "/2.0/artifacts?name=update.swu", token: f.op["operator"], ctype: "application/octet-stream", body: string(swu)})
@@ -210,7 +210,8 @@ func testDDIRefusals(t *testing.T, dsn string) {
 		{"root, revoked", req{method: "GET", path: "/DEFAULT/controller/v1/dev-revoked", header: target(f.dev["dev-revoked"])}, 401, api.CodeUnauthorized, "revoked"},
 		{"root, another's", req{method: "GET", path: root, header: target(f.dev["dev-y"])}, 403, api.CodeForbidden, "another controller's"},
 		{"root, query", req{method: "GET", path: root + "?c=1", header: target(x)}, 400, api.CodeBadRequest, `unknown query parameter "c"`},
-		{"root, other tenant", req{method: "GET", path: "/acme/controller/v1/dev-x", header: target(x)}, 404, api.CodeNotFound, "no endpoint"},
+		{"root, other tenant", req{method: "GET", path: "/acme/controller/v1/dev-x", header: target(x)}, 404, api.CodeNotFound, `tenant "acme": this server answers tenant DEFAULT`},
+		{"root, expired", req{method: "GET", path: "/DEFAULT/controller/v1/dev-expired", header: target(f.dev["dev-expired"])}, 401, api.CodeUnauthorized, "dev-expired: token expired"},
 		{"deployment, another's", req{method: "GET", path: dep, header: target(f.dev["dev-y"])}, 403, api.CodeForbidden, "another controller's"},
 		{"deployment, malformed action", req{method: "GET", path: root + "/deploymentBase/one", header: target(x)}, 400, api.CodeBadRequest, `action ID "one"`},
 		{"deployment, unknown action", req{method: "GET", path: root + "/deploymentBase/999", header: target(x)}, 404, api.CodeNotFound, "no action 999"},
@@ -248,14 +249,7 @@ func testDDIRefusals(t *testing.T, dsn string) {
 			arts, _ := f.st.Artifacts(context.Background(), testBoard, "2.0")
 			stored, _ := os.ReadDir(dir)
 			w := f.do(tc.req)
-			if w.Code != tc.status {
-				t.Fatalf("%s %s = %d %q, want %d", tc.req.method, tc.req.path, w.Code, w.Body, tc.status)
-			}
-			var e api.Error
-			decodeJSON(t, w, &e)
-			if e.Code != tc.code || !strings.Contains(e.Error, tc.msg) {
-				t.Errorf("%s %s = %+v, want code %s and a message naming %q", tc.req.method, tc.req.path, e, tc.code, tc.msg)
-			}
+			wantRefusal(t, tc.req.method+" "+tc.req.path, w.Code, w.Header(), w.Body.Bytes(), tc.status, tc.code, tc.msg)
 			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
 				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
 			}
@@ -272,5 +266,92 @@ func testDDIRefusals(t *testing.T, dsn string) {
 	f.srv = New(f.st, WithClock(func() time.Time { return f.now }))
 	if w := f.do(req{method: "POST", path: up + "?name=b.swu", token: f.op["operator"], ctype: bin, body: "b"}); w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "keeps no artifacts") {
 		t.Errorf("attach without storage = %d %s, want 409 naming the missing storage", w.Code, w.Body)
+	}
+}
+
+func gateway(token string) map[string]string {
+	return map[string]string{"Authorization": "GatewayToken " + token}
+}
+
+// TestDDIGateway: with a tenant of its own and a gateway token, the
+// server answers that tenant only; the gateway token acts for any
+// registered controller, not revoked, through the whole conversation;
+// target tokens still work. Every refusal names why and changes nothing.
+func TestDDIGateway(t *testing.T) { storetest.Run(t, testDDIGateway) }
+
+func testDDIGateway(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
+	gw, gwSHA := f.token()
+	_, action, _ := f.withDDI(WithDDITenant("acme"), WithDDIGatewayToken(gwSHA))
+	root := "/acme/controller/v1/dev-x"
+	dep := fmt.Sprintf("%s/deploymentBase/%d", root, action)
+	unknown, _ := f.token()
+	for _, tc := range []struct {
+		name   string
+		req    req
+		status int
+		code   string
+		msg    string
+	}{
+		{"DEFAULT tenant", req{method: "GET", path: "/DEFAULT/controller/v1/dev-x", header: gateway(gw)}, 404, api.CodeNotFound, `tenant "DEFAULT": this server answers tenant acme`},
+		{"DEFAULT tenant, feedback", req{method: "POST", path: fmt.Sprintf("/DEFAULT/controller/v1/dev-x/deploymentBase/%d/feedback", action), header: gateway(gw), ctype: "application/json", body: fb("proceeding", "none", 0, 1)}, 404, api.CodeNotFound, "this server answers tenant acme"},
+		{"unknown gateway token", req{method: "GET", path: root, header: gateway(unknown)}, 401, api.CodeUnauthorized, "unknown gateway token"},
+		{"a device's token as gateway token", req{method: "GET", path: root, header: gateway(f.dev["dev-x"])}, 401, api.CodeUnauthorized, "unknown gateway token"},
+		{"gateway token as target token", req{method: "GET", path: root, header: target(gw)}, 401, api.CodeUnauthorized, "unknown device token"},
+		{"gateway token as bearer", req{method: "GET", path: root, token: gw}, 401, api.CodeUnauthorized, "want TargetToken or GatewayToken"},
+		{"malformed gateway token", req{method: "GET", path: root, header: gateway("letmein")}, 401, api.CodeUnauthorized, "malformed token"},
+		{"no token", req{method: "GET", path: root}, 401, api.CodeUnauthorized, "want Authorization: TargetToken TOKEN or GatewayToken TOKEN"},
+		{"gateway, unregistered controller", req{method: "GET", path: "/acme/controller/v1/dev-nope", header: gateway(gw)}, 404, api.CodeNotFound, `controller "dev-nope" is not registered`},
+		{"gateway, revoked controller", req{method: "GET", path: "/acme/controller/v1/dev-revoked", header: gateway(gw)}, 401, api.CodeUnauthorized, "dev-revoked: revoked at"},
+		{"gateway, operator endpoint", req{method: "GET", path: "/api/v1/devices", header: gateway(gw)}, 401, api.CodeUnauthorized, "want Bearer"},
+		{"gateway, device endpoint", req{method: "GET", path: "/api/v1/device/poll", token: gw}, 401, api.CodeUnauthorized, "unknown device token"},
+		{"target token, another's", req{method: "GET", path: dep, header: target(f.dev["dev-y"])}, 403, api.CodeForbidden, "another controller's"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f.t = t
+			before := f.snapshot()
+			w := f.do(tc.req)
+			wantRefusal(t, tc.req.method+" "+tc.req.path, w.Code, w.Header(), w.Body.Bytes(), tc.status, tc.code, tc.msg)
+			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
+				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
+			}
+		})
+	}
+	f.t = t
+
+	// The gateway acts for dev-x: the poll links its action under the
+	// tenant, feedback moves it in its rollout. dev-y, by its own
+	// target token, is served too.
+	var r ddi.Root
+	w := f.do(req{method: "GET", path: root, header: gateway(gw)})
+	decodeJSON(t, w, &r)
+	if want := "http://example.com" + dep; w.Code != 200 || r.Links["deploymentBase"].Href != want {
+		t.Fatalf("gateway poll for dev-x = %d %+v, want deploymentBase %s", w.Code, r, want)
+	}
+	if w := f.do(req{method: "POST", path: dep + "/feedback", header: gateway(gw), ctype: "application/json", body: fb("closed", "success", 1, 1)}); w.Code != 200 {
+		t.Fatalf("gateway feedback = %d %s", w.Code, w.Body)
+	}
+	if d, _ := f.st.Device(context.Background(), "dev-x"); d.InstalledVersion != "2.0" || d.Status.Phase != api.PhaseInstalled {
+		t.Errorf("dev-x after the gateway's feedback: %s, %+v; want 2.0 installed", d.InstalledVersion, d.Status)
+	}
+	f.ddiGet("dev-y", "/acme/controller/v1/dev-y", &r)
+	if w := f.do(req{method: "GET", path: "/acme/controller/v1/dev-y", header: gateway(gw)}); w.Code != 200 {
+		t.Errorf("gateway poll for dev-y = %d %s", w.Code, w.Body)
+	}
+	if d, _ := f.st.Device(context.Background(), "dev-y"); d.LastSeen.IsZero() {
+		t.Error("dev-y's polls did not record it as seen")
+	}
+}
+
+func TestCheckDDITenant(t *testing.T) {
+	for _, ok := range []string{"DEFAULT", "acme", "fleet_2-north", strings.Repeat("a", 64)} {
+		if err := CheckDDITenant(ok); err != nil {
+			t.Errorf("CheckDDITenant(%q) = %v", ok, err)
+		}
+	}
+	for bad, msg := range map[string]string{"": "want 1 to 64", "a/b": "want 1 to 64", "a.b": "want 1 to 64", strings.Repeat("a", 65): "want 1 to 64", "api": "the server's own", "ui": "the server's own", "repo": "the server's own"} {
+		if err := CheckDDITenant(bad); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("CheckDDITenant(%q) = %v, want an error naming %q", bad, err, msg)
+		}
 	}
 }

@@ -32,6 +32,7 @@ func deviceView(d store.Device) api.Device {
 		Created:          d.Created,
 		LastSeen:         optTime(d.LastSeen),
 		TokenExpires:     optTime(d.TokenExpires),
+		CertSHA256:       d.CertSHA256,
 		Revoked:          optTime(d.RevokedAt),
 		Status:           d.Status,
 		Attributes:       d.Attributes,

@@ -60,6 +60,10 @@ type Server struct {
 	repoURL   string
 	maxUpload int64
 	artifacts *ddi.Files
+	// ddiTenant is the hawkBit tenant the DDI endpoints answer under;
+	// ddiGateway the SHA-256 of the DDI gateway token, "" for none.
+	ddiTenant  string
+	ddiGateway string
 }
 
 // Option sets an optional setting of New.
@@ -103,6 +107,7 @@ func New(st store.Store, opts ...Option) *Server {
 		jitter:    DefaultPollJitter,
 		mux:       http.NewServeMux(),
 		maxUpload: DefaultMaxUpload,
+		ddiTenant: ddi.DefaultTenant,
 	}
 	for _, o := range opts {
 		o(s)
@@ -130,6 +135,7 @@ func New(st store.Store, opts ...Option) *Server {
 	s.mux.Handle("GET /api/v1/device/poll", s.device(s.poll))
 	s.mux.Handle("POST /api/v1/device/status", s.device(s.reportStatus))
 	s.mux.Handle("PUT /api/v1/device/inventory", s.device(s.reportInventory))
+	s.mux.Handle("POST /api/v1/device/enroll", s.handle(s.enroll))
 	s.routeDDI()
 	// The web UI: HTML pages over the same operations (pkg/server/ui).
 	s.mux.Handle("/ui/", ui.New(s, s.log, s.now))
@@ -160,6 +166,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		writeError(w, &refusal{http.StatusMethodNotAllowed, api.CodeMethodNotAllowed,
 			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)})
+		return
+	}
+	if e := s.otherTenant(r.URL.Path); e != nil {
+		writeError(w, e)
 		return
 	}
 	writeError(w, &refusal{http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})

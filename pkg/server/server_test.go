@@ -194,6 +194,32 @@ func (f *fixture) snapshot() snapshot {
 	return s
 }
 
+// wantRefusal checks that the response to what (its status, header and
+// body) is the refusal wanted: status, an api.Error body with code and a
+// message naming msg, WWW-Authenticate on a 401, Allow on a 405.
+func wantRefusal(t *testing.T, what string, got int, h http.Header, body []byte, status int, code, msg string) {
+	t.Helper()
+	if got != status {
+		t.Fatalf("%s = %d %q, want %d", what, got, body, status)
+	}
+	var e api.Error
+	if ct := h.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s: Content-Type %q, want application/json; body %q", what, ct, body)
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		t.Fatalf("%s: response %q: %v", what, body, err)
+	}
+	if e.Code != code || !strings.Contains(e.Error, msg) {
+		t.Errorf("%s = %+v, want code %s and a message naming %q", what, e, code, msg)
+	}
+	if status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
+		t.Errorf("%s: 401 without WWW-Authenticate", what)
+	}
+	if status == http.StatusMethodNotAllowed && h.Get("Allow") == "" {
+		t.Errorf("%s: 405 without Allow", what)
+	}
+}
+
 const validReg = `{"device_id": "dev-new", "board": "qemu-x86_64", "version": "1.0", "token_sha256": "%s"}`
 
 func newReg(hash string) string { return fmt.Sprintf(validReg, hash) }
@@ -319,20 +345,7 @@ func testRefusals(t *testing.T, dsn string) {
 			f.t = t
 			before := f.snapshot()
 			w := f.do(tc.req)
-			var e api.Error
-			if w.Code != tc.status {
-				t.Fatalf("%s %s = %d %q, want %d", tc.req.method, tc.req.path, w.Code, w.Body, tc.status)
-			}
-			decodeJSON(t, w, &e)
-			if e.Code != tc.code || !strings.Contains(e.Error, tc.msg) {
-				t.Errorf("%s %s = %+v, want code %s and a message naming %q", tc.req.method, tc.req.path, e, tc.code, tc.msg)
-			}
-			if tc.status == http.StatusUnauthorized && w.Header().Get("WWW-Authenticate") == "" {
-				t.Error("401 without WWW-Authenticate")
-			}
-			if tc.status == http.StatusMethodNotAllowed && w.Header().Get("Allow") == "" {
-				t.Error("405 without Allow")
-			}
+			wantRefusal(t, tc.req.method+" "+tc.req.path, w.Code, w.Header(), w.Body.Bytes(), tc.status, tc.code, tc.msg)
 			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
 				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
 			}

@@ -21,7 +21,7 @@ func (e *refusal) HTTPStatus() int { return e.Status }
 
 // Authorize returns the operator whose token has the SHA-256 tokenSHA256
 // if it may do what, which needs role min: 401 for an unknown or revoked
-// token, 403 for a role too low.
+// token, or one past its expiry, 403 for a role too low.
 func (s *Server) Authorize(ctx context.Context, tokenSHA256 string, min store.Role, what string) (store.OperatorToken, error) {
 	op, err := s.store.OperatorToken(ctx, tokenSHA256)
 	switch {
@@ -33,6 +33,8 @@ func (s *Server) Authorize(ctx context.Context, tokenSHA256 string, min store.Ro
 		return op, unauthorized("unknown operator token")
 	case !op.RevokedAt.IsZero():
 		return op, unauthorized("operator token %s was revoked at %s", op.Name, op.RevokedAt.Format(time.RFC3339))
+	case !op.Expires.IsZero() && !s.now().Before(op.Expires):
+		return op, unauthorized("operator token %s expired at %s", op.Name, op.Expires.Format(time.RFC3339))
 	case op.Role.Rank() < min.Rank():
 		return op, errorf(http.StatusForbidden, api.CodeForbidden, "operator %s has role %s; to %s needs role %s", op.Name, op.Role, what, min)
 	}

@@ -5,7 +5,8 @@
 // mapping of feedback onto Lifeboat's api.Status, and the content-addressed
 // store of the files operators attach to releases for DDI clients.
 //
-// pkg/server mounts the endpoints under /DEFAULT/controller/v1/.
+// pkg/server mounts the endpoints under /TENANT/controller/v1/, the tenant
+// DefaultTenant unless configured otherwise.
 package ddi
 
 import (
@@ -19,8 +20,9 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 )
 
-// Tenant is the only hawkBit tenant the server answers.
-const Tenant = "DEFAULT"
+// DefaultTenant is the hawkBit tenant the server answers unless told
+// another: hawkBit's own default.
+const DefaultTenant = "DEFAULT"
 
 // Link is a hypermedia link.
 type Link struct {
