@@ -31,7 +31,7 @@ func (f *fixture) withDDI(opts ...Option) (swu []byte, action int64, dir string)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.srv = New(f.st, append([]Option{WithClock(func() time.Time { return f.now }), WithPollInterval(300*time.Second, 0), WithArtifacts(files), WithMaxUpload(1<<20)}, opts...)...)
+	f.srv = New(f.st, append([]Option{WithClock(func() time.Time { return f.now }), WithPollInterval(300*time.Second, 0), WithArtifacts(files), WithMaxUpload(1 << 20)}, opts...)...)
 	f.addRelease("2.0")
 	swu = []byte(strings.Repeat("swu bytes ", 100))
 	w := f.do(req{method: "POST", path: "/api/v1/releases/" + testBoard + "/2.0/artifacts?name=update.swu", token: f.op["operator"], ctype: "application/octet-stream", body: string(swu)})
