@@ -98,16 +98,19 @@ type req struct {
 	header       map[string]string
 }
 
-func (f *fixture) do(r req) *httptest.ResponseRecorder {
-	f.t.Helper()
-	var body io.Reader
-	if r.body != "" {
-		body = strings.NewReader(r.body)
-		if r.chunked {
-			body = io.MultiReader(body) // hides the length from NewRequest
-		}
+// bodyReader is the request's body, nil for none.
+func (r req) bodyReader() io.Reader {
+	if r.body == "" {
+		return nil
 	}
-	hr := httptest.NewRequest(r.method, r.path, body)
+	if r.chunked {
+		return io.MultiReader(strings.NewReader(r.body)) // hides the length from NewRequest
+	}
+	return strings.NewReader(r.body)
+}
+
+// setHeaders sets the request's headers on hr.
+func (r req) setHeaders(hr *http.Request) {
 	if r.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+r.token)
 	}
@@ -117,6 +120,12 @@ func (f *fixture) do(r req) *httptest.ResponseRecorder {
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
 	}
+}
+
+func (f *fixture) do(r req) *httptest.ResponseRecorder {
+	f.t.Helper()
+	hr := httptest.NewRequest(r.method, r.path, r.bodyReader())
+	r.setHeaders(hr)
 	w := httptest.NewRecorder()
 	f.srv.ServeHTTP(w, hr)
 	return w
