@@ -20,6 +20,9 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/server"
+	"github.com/lifeboat-update/lifeboat/pkg/server/mtls/mtlstest"
+	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
@@ -50,6 +53,23 @@ func TestTokenCreateRevoke(t *testing.T) {
 	if code, _, errs := runCmd(t, "token", "revoke", "--db="+db, "--name=bob"); code != 1 || !strings.Contains(errs, "not found") {
 		t.Errorf("token revoke of an unknown name = exit %d (%q), want 1", code, errs)
 	}
+
+	// A token with --expires is stored with its expiry.
+	start := time.Now()
+	code, out, errs = runCmd(t, "token", "create", "--db="+db, "--role=viewer", "--name=carol", "--expires=2h")
+	if code != 0 || !tokenRE.MatchString(out) {
+		t.Fatalf("token create --expires=2h = exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	st, err := store.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sha, _ := server.HashToken(strings.TrimSpace(out))
+	tok, err := st.OperatorToken(context.Background(), sha)
+	if err != nil || tok.Expires.Before(start.Add(2*time.Hour)) || tok.Expires.After(time.Now().Add(2*time.Hour)) {
+		t.Errorf("token created with --expires=2h = %+v, %v; want it to expire 2h after its creation", tok, err)
+	}
 }
 
 func TestUsage(t *testing.T) {
@@ -71,6 +91,12 @@ func TestUsage(t *testing.T) {
 		{[]string{"--db=" + db, "--root=r.json", "--repo-url=https://cdn/x?a=b"}, "with no query"},
 		{[]string{"--db=" + db, "--repo-url=https://cdn/x"}, "--repo-url needs --root"},
 		{[]string{"--db=" + db, "--max-upload=0"}, "--max-upload=0: want 1 or more"},
+		{[]string{"--db=" + db, "--tls-cert=c.pem"}, `--tls-cert="c.pem" --tls-key="": give both`},
+		{[]string{"--db=" + db, "--tls-key=k.pem"}, "give both, or neither"},
+		{[]string{"--db=" + db, "--device-ca=ca.pem"}, "--device-ca needs --tls-cert and --tls-key"},
+		{[]string{"--db=" + db, "--ddi-tenant=a/b"}, `--ddi-tenant: DDI tenant "a/b"`},
+		{[]string{"--db=" + db, "--ddi-tenant=ui"}, "/ui/ is the server's own"},
+		{[]string{"token", "create", "--db=" + db, "--role=admin", "--name=a", "--expires=-1h"}, "--expires=-1h0m0s: want a positive duration"},
 		{[]string{"--bogus"}, "bogus"},
 		{nil, "commands:"},
 	} {
@@ -115,7 +141,7 @@ func serve(t *testing.T, args ...string) (url string, stop func() int) {
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
-	m := regexp.MustCompile(`on (http://\S+)/ `).FindStringSubmatch(line)
+	m := regexp.MustCompile(`on (https?://\S+)/ `).FindStringSubmatch(line)
 	if m == nil {
 		cancel()
 		t.Fatalf("server printed %q (%v), log %q; want its address", line, err, logs.String())
@@ -129,9 +155,21 @@ func serve(t *testing.T, args ...string) (url string, stop func() int) {
 
 func get(t *testing.T, url, token string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	return do(t, http.DefaultClient, "GET", url, "Bearer "+token, "")
+}
+
+// do sends a request as client c, with the Authorization header auth
+// ("" for none) and a JSON body ("" for none).
+func do(t *testing.T, c *http.Client, method, url, auth, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,5 +273,95 @@ func TestServeReleases(t *testing.T) {
 	want, _ := os.ReadFile(filepath.Join(repoDir, release.MetadataDir, "timestamp.json"))
 	if code, got := get(t, url+"/repo/main/metadata/timestamp.json", ""); code != 200 || !bytes.Equal(got, want) {
 		t.Errorf("GET /repo/main/metadata/timestamp.json = %d, %d bytes; want 200 and the repository's", code, len(got))
+	}
+}
+
+// TestServeTLS: with --tls-cert, --tls-key and --device-ca, the server
+// speaks HTTPS; a device enrolls over it with its certificate and polls,
+// a certificate of another CA is refused at the handshake, and operators
+// still use their tokens. The DDI endpoints answer the --ddi-tenant, with
+// the gateway token --ddi-gateway-token-file was given.
+func TestServeTLS(t *testing.T) { storetest.Run(t, testServeTLS) }
+
+func testServeTLS(t *testing.T, db string) {
+	dir := t.TempDir()
+	ca := mtlstest.NewCA(t, "devices")
+	certFile, keyFile := ca.Server(t).WriteFiles(t, dir, "server")
+	caFile, tokFile, gwFile := filepath.Join(dir, "devices.pem"), filepath.Join(dir, "admin.token"), filepath.Join(dir, "gateway.token")
+	os.WriteFile(caFile, ca.PEM, 0o600)
+
+	// A key that is not the certificate's stops the server before it
+	// listens or touches the database.
+	if code, _, errs := runCmd(t, "--db="+filepath.Join(dir, "other.db"), "--tls-cert="+certFile, "--tls-key="+caFile, "--listen=127.0.0.1:0"); code != 1 || !strings.Contains(errs, "server certificate") {
+		t.Errorf("serve with a bad key = exit %d (%q), want 1 naming the server certificate", code, errs)
+	}
+
+	url, stop := serve(t, "--db="+db, "--admin-token-file="+tokFile, "--tls-cert="+certFile, "--tls-key="+keyFile, "--device-ca="+caFile,
+		"--ddi-tenant=acme", "--ddi-gateway-token-file="+gwFile)
+	defer stop()
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("server URL %s, want https", url)
+	}
+	dev := ca.Device(t, "SN-0042")
+	device := ca.Client(dev)
+	if code, body := do(t, device, "POST", url+"/api/v1/device/enroll", "", `{"board": "qemu-x86_64", "version": "1.0"}`); code != 201 {
+		t.Fatalf("enroll over TLS = %d %s, want 201", code, body)
+	}
+	var p api.Poll
+	code, body := do(t, device, "GET", url+"/api/v1/device/poll", "", "")
+	if err := json.Unmarshal(body, &p); code != 200 || err != nil || p.Validate() != nil {
+		t.Errorf("poll by certificate = %d %s, want 200 and a poll answer", code, body)
+	}
+	if _, err := mtlstest.NewCA(t, "other").Client(dev).Get(url + "/api/v1/device/poll"); err == nil {
+		t.Error("a client trusting another CA connected: the server's certificate is not the one given")
+	}
+	stranger := mtlstest.NewCA(t, "other")
+	if _, err := ca.Client(stranger.Device(t, "SN-0042")).Get(url + "/api/v1/device/poll"); err == nil {
+		t.Error("a certificate of another CA was accepted, want the handshake refused")
+	}
+
+	b, _ := os.ReadFile(tokFile)
+	admin := "Bearer " + strings.TrimSpace(string(b))
+	var d api.Device
+	code, body = do(t, ca.Client(nil), "GET", url+"/api/v1/devices/SN-0042", admin, "")
+	if err := json.Unmarshal(body, &d); code != 200 || err != nil || d.CertSHA256 != dev.SHA256 {
+		t.Errorf("GET the enrolled device = %d %s, want 200 with its certificate's hash %s", code, body, dev.SHA256)
+	}
+
+	gw, err := os.ReadFile(gwFile)
+	if err != nil || !tokenRE.Match(gw) {
+		t.Fatalf("gateway token file = %q, %v; want a token", gw, err)
+	}
+	gateway := "GatewayToken " + strings.TrimSpace(string(gw))
+	if code, body := do(t, ca.Client(nil), "GET", url+"/acme/controller/v1/SN-0042", gateway, ""); code != 200 {
+		t.Errorf("DDI poll with the gateway token = %d %s, want 200", code, body)
+	}
+	if code, body := do(t, ca.Client(nil), "GET", url+"/DEFAULT/controller/v1/SN-0042", gateway, ""); code != 404 || !strings.Contains(string(body), "this server answers tenant acme") {
+		t.Errorf("DDI poll under DEFAULT = %d %s, want 404 naming the tenant", code, body)
+	}
+}
+
+// TestDDIGatewayTokenFile: a gateway token file that holds no token stops
+// the server, naming it; one that is missing is written with a new token.
+func TestDDIGatewayTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.token")
+	os.WriteFile(bad, []byte("letmein\n"), 0o600)
+	if code, _, errs := runCmd(t, "--db="+filepath.Join(dir, "fleet.db"), "--ddi-gateway-token-file="+bad, "--listen=127.0.0.1:0"); code != 1 || !strings.Contains(errs, "DDI gateway token file "+bad) {
+		t.Errorf("serve with a malformed gateway token = exit %d (%q), want 1 naming the file", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "fleet.db")); err == nil {
+		t.Error("a server refusing its gateway token created the database")
+	}
+	made := filepath.Join(dir, "new.token")
+	url, stop := serve(t, "--db="+filepath.Join(dir, "fleet.db"), "--ddi-gateway-token-file="+made)
+	defer stop()
+	b, err := os.ReadFile(made)
+	if fi, _ := os.Stat(made); err != nil || !tokenRE.Match(b) || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("gateway token file = %q, %v; want a token, mode 0600", b, err)
+	}
+	// No device is registered: the token is accepted, the controller unknown.
+	if code, body := do(t, http.DefaultClient, "GET", url+"/DEFAULT/controller/v1/SN-1", "GatewayToken "+strings.TrimSpace(string(b)), ""); code != 404 || !strings.Contains(string(body), "not registered") {
+		t.Errorf("DDI poll with the new gateway token = %d %s, want 404 for an unregistered controller", code, body)
 	}
 }

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
@@ -19,13 +22,14 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/server"
 	"github.com/lifeboat-update/lifeboat/pkg/server/ddi"
+	"github.com/lifeboat-update/lifeboat/pkg/server/mtls"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store"
 )
 
 var serveCommand = cli.Command{
 	Name:     "serve",
-	Usage:    "[--listen=ADDR] [--db=FILE] [--admin-token-file=PATH] [--poll-interval=D] [--poll-jitter=D] [--root=ROOT.json [--data=DIR] [--repo-url=URL] [--max-upload=BYTES]]",
+	Usage:    "[--listen=ADDR] [--db=FILE] [--admin-token-file=PATH] [--poll-interval=D] [--poll-jitter=D] [--root=ROOT.json [--data=DIR] [--repo-url=URL] [--max-upload=BYTES]] [--tls-cert=PEM --tls-key=PEM [--device-ca=PEM]] [--ddi-tenant=NAME] [--ddi-gateway-token-file=PATH]",
 	Synopsis: "serve the fleet API",
 	Run:      runServe,
 }
@@ -41,13 +45,18 @@ func dbFlag(fs *flag.FlagSet) *string {
 func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	db := dbFlag(fs)
-	adminFile := fs.String("admin-token-file", "", "if the database has no admin token, create one and write it to this file (mode 0600)")
+	adminFile := fs.String("admin-token-file", "", "if the database has no admin token that is neither revoked nor expired, create one and write it to this file (mode 0600)")
 	interval := fs.Duration("poll-interval", server.DefaultPollInterval, "interval devices are told to poll at")
 	jitter := fs.Duration("poll-jitter", server.DefaultPollJitter, "window over which devices' poll intervals are spread")
 	rootFile := fs.String("root", "", "trusted root metadata (root.json) releases must verify against; without it the server keeps no releases")
 	data := fs.String("data", "lifeboat-data", "directory of the release storage (chunk store, metadata, indexes), with --root")
 	maxUpload := fs.Int64("max-upload", server.DefaultMaxUpload, "largest repository uploaded as a tar stream, in bytes")
 	repoURL := fs.String("repo-url", "", "URL devices read repositories under (a CDN or static server holding a copy of /repo/); default this server's /repo/")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate chain to serve HTTPS with, with --tls-key; without them the server speaks plain HTTP")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	deviceCA := fs.String("device-ca", "", "PEM bundle of the CAs that issue device certificates: clients may then present one, verified against these CAs alone, to enroll and act as the device its Common Name names (needs --tls-cert)")
+	ddiTenant := fs.String("ddi-tenant", ddi.DefaultTenant, "the hawkBit tenant the DDI endpoints answer under (/TENANT/controller/v1/)")
+	gatewayFile := fs.String("ddi-gateway-token-file", "", "file holding the hawkBit DDI gateway token, accepted as Authorization: GatewayToken for every controller (a new token is written there, mode 0600, if the file is missing)")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -70,10 +79,34 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 		return cli.Usagef("--poll-interval=%s --poll-jitter=%s: want an interval of 1s or more, a jitter of 0 or more, and the two within %s",
 			*interval, *jitter, api.MaxPollInterval*time.Second)
 	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return cli.Usagef("--tls-cert=%q --tls-key=%q: give both, or neither for plain HTTP", *tlsCert, *tlsKey)
+	}
+	if *deviceCA != "" && *tlsCert == "" {
+		return cli.Usagef("--device-ca needs --tls-cert and --tls-key: client certificates come with TLS")
+	}
+	if err := server.CheckDDITenant(*ddiTenant); err != nil {
+		return cli.Usagef("--ddi-tenant: %v", err)
+	}
 	log := slog.New(slog.NewTextHandler(std.Stderr, nil))
-	// The trusted root first: a server that cannot keep releases stops
-	// before it touches the database.
-	opts := []server.Option{server.WithLogger(log), server.WithPollInterval(*interval, *jitter), server.WithMaxUpload(*maxUpload)}
+	// TLS, the gateway token and the trusted root first: a server that
+	// cannot serve stops before it touches the database.
+	var tlsConf *tls.Config
+	if *tlsCert != "" {
+		c, err := mtls.Load(*tlsCert, *tlsKey, *deviceCA)
+		if err != nil {
+			return err
+		}
+		tlsConf = c
+	}
+	opts := []server.Option{server.WithLogger(log), server.WithPollInterval(*interval, *jitter), server.WithMaxUpload(*maxUpload), server.WithDDITenant(*ddiTenant)}
+	if *gatewayFile != "" {
+		sha, err := ddiGatewayToken(*gatewayFile, log)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, server.WithDDIGatewayToken(sha))
+	}
 	if *rootFile != "" {
 		root, err := os.ReadFile(*rootFile)
 		if err != nil {
@@ -110,11 +143,25 @@ func runServe(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) 
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
+		TLSConfig:         tlsConf,
+		// Refused handshakes (a certificate of another CA, expired) and
+		// the like.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
 	}
 	// The address line lets scripts that asked for port 0 find the port.
-	fmt.Fprintf(std.Stdout, "serving the fleet API on http://%s/ (database %s)\n", ln.Addr(), *db)
+	fmt.Fprintf(std.Stdout, "serving the fleet API on %s://%s/ (database %s)\n", scheme, ln.Addr(), *db)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsConf != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -141,7 +188,7 @@ func bootstrapAdmin(ctx context.Context, st store.Operators, path string, log *s
 	if err != nil {
 		return err
 	}
-	if err := durable.WriteFile(durable.OS(filepath.Dir(path)), filepath.Base(path), []byte(tok+"\n"), 0o600); err != nil {
+	if err := writeToken(path, tok); err != nil {
 		return fmt.Errorf("admin token file: %w", err)
 	}
 	name := "admin-" + sha[:8]
@@ -154,4 +201,35 @@ func bootstrapAdmin(ctx context.Context, st store.Operators, path string, log *s
 	}
 	log.Info("created the first admin token", "name", name, "file", path)
 	return nil
+}
+
+// writeToken writes tok to path, mode 0600, durably.
+func writeToken(path, tok string) error {
+	return durable.WriteFile(durable.OS(filepath.Dir(path)), filepath.Base(path), []byte(tok+"\n"), 0o600)
+}
+
+// ddiGatewayToken returns the SHA-256 of the DDI gateway token in the
+// file path, first writing a new token there when the file is missing.
+// The server keeps only the hash.
+func ddiGatewayToken(path string, log *slog.Logger) (string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		tok, sha, err := server.NewToken(rand.Reader)
+		if err != nil {
+			return "", err
+		}
+		if err := writeToken(path, tok); err != nil {
+			return "", fmt.Errorf("DDI gateway token file: %w", err)
+		}
+		log.Info("created the DDI gateway token", "file", path)
+		return sha, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("DDI gateway token file: %w", err)
+	}
+	sha, err := server.HashToken(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("DDI gateway token file %s: %w", path, err)
+	}
+	return sha, nil
 }

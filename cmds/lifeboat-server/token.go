@@ -27,7 +27,7 @@ var tokenCommand = cli.Command{
 
 var tokenCreateCommand = cli.Command{
 	Name:     "create",
-	Usage:    "[--db=FILE] --role=viewer|operator|admin --name=NAME",
+	Usage:    "[--db=FILE] --role=viewer|operator|admin --name=NAME [--expires=DURATION]",
 	Synopsis: "issue an operator token and print it (shown this once)",
 	Run:      runTokenCreate,
 }
@@ -56,11 +56,15 @@ func runTokenCreate(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []st
 	db := dbFlag(fs)
 	role := fs.String("role", "", "viewer (read devices), operator (also register and revoke them) or admin (also read the audit log)")
 	name := nameFlag(fs)
+	expires := fs.Duration("expires", 0, "how long the token is accepted, e.g. 2160h for 90 days; 0 for until it is revoked")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return cli.Usagef("token create takes no arguments")
+	}
+	if *expires < 0 {
+		return cli.Usagef("--expires=%s: want a positive duration, or 0 for a token that does not expire", *expires)
 	}
 	if store.Role(*role).Rank() == 0 {
 		return cli.Usagef("--role=%q: want viewer, operator or admin", *role)
@@ -79,7 +83,12 @@ func runTokenCreate(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []st
 	}
 	now := time.Now().UTC()
 	t := store.OperatorToken{TokenSHA256: sha, Name: *name, Role: store.Role(*role), Created: now}
-	ev := store.Event{At: now, Actor: "cli", Action: "token.create", Target: *name, Detail: fmt.Sprintf(`{"role":%q}`, *role)}
+	detail := fmt.Sprintf(`{"role":%q}`, *role)
+	if *expires > 0 {
+		t.Expires = now.Add(*expires)
+		detail = fmt.Sprintf(`{"role":%q,"expires":%q}`, *role, t.Expires.Format(time.RFC3339))
+	}
+	ev := store.Event{At: now, Actor: "cli", Action: "token.create", Target: *name, Detail: detail}
 	if err := st.CreateOperatorToken(ctx, t, ev); err != nil {
 		return err
 	}
