@@ -133,7 +133,9 @@ func makeSWU(t *testing.T, dir, out string) (swu []byte, cert string) {
 // installs it (a file in a temporary directory) and reports; restarted
 // as after a reboot with the update confirmed (-c 2), it reports closed
 // with success, which the server shows as the device's status and
-// timeline, and counts in the rollout.
+// timeline, and counts in the rollout. The server answers the tenant
+// "acme"; swupdate presents the device's target token (-k) the first
+// time, the server's gateway token (-g) the second.
 func TestSuricatta(t *testing.T) {
 	testtool.Require(t, "swupdate", "openssl", "cpio", "unshare", "mount")
 	if os.Geteuid() != 0 {
@@ -155,7 +157,12 @@ func TestSuricatta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &countingHandler{h: server.New(st, server.WithArtifacts(files), server.WithPollInterval(time.Second, 0))}
+	gwTok, gwSHA, err := server.NewToken(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &countingHandler{h: server.New(st, server.WithArtifacts(files), server.WithPollInterval(time.Second, 0),
+		server.WithDDITenant("acme"), server.WithDDIGatewayToken(gwSHA))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -221,10 +228,11 @@ func TestSuricatta(t *testing.T) {
 	json.Unmarshal(call("POST", "/api/v1/rollouts", "application/json", []byte(`{"board": "qemu-x86_64", "version": "2.0", "filter": "id=`+id+`", "waves": ["100%"], "success_threshold": 1, "error_threshold": 0}`)), &ro)
 	call("POST", fmt.Sprintf("/api/v1/rollouts/%d/start", ro.ID), "", nil)
 
-	suricatta := func(extra string) (*exec.Cmd, *syncBuffer) {
+	// auth is swupdate's token option: -k TARGET or -g GATEWAY.
+	suricatta := func(auth, extra string) (*exec.Cmd, *syncBuffer) {
 		script := `mount --bind "$1" /tmp && shift && exec "$@"`
 		cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", tmp,
-			"swupdate", "-v", "-k", "/tmp/cert.pem", "-m", "-H", "qemu-x86_64:1.0", "-u", "-t DEFAULT -u "+url+" -i "+id+" -k "+devTok+" -p 1 "+extra)
+			"swupdate", "-v", "-k", "/tmp/cert.pem", "-m", "-H", "qemu-x86_64:1.0", "-u", "-t acme -u "+url+" -i "+id+" "+auth+" -p 1 "+extra)
 		cmd.Dir = work
 		cmd.Env = append(os.Environ(), "TMPDIR=/tmp/")
 		var log syncBuffer
@@ -257,7 +265,7 @@ func TestSuricatta(t *testing.T) {
 		t.Fatalf("no %s from swupdate in 45 s; its log:\n%s", what, log)
 	}
 
-	cmd, log := suricatta("")
+	cmd, log := suricatta("-k "+devTok, "")
 	waitFor("installing report", log, func(d store.Device) bool {
 		// "Installed Chunk." and "All Chunks Installed.": proceeding,
 		// one chunk of one.
@@ -273,7 +281,7 @@ func TestSuricatta(t *testing.T) {
 	}
 
 	// After the "reboot": the update confirmed.
-	_, log = suricatta("-c 2")
+	_, log = suricatta("-g "+gwTok, "-c 2")
 	waitFor("closed+success feedback", log, func(d store.Device) bool { return d.Status != nil && d.Status.Phase == api.PhaseInstalled })
 	d, _ := st.Device(ctx, id)
 	if d.InstalledVersion != "2.0" {
