@@ -1,7 +1,7 @@
 // Package server is the fleet server's HTTP API, an http.Handler over a
 // store.Store.
 //
-// Two kinds of client call it, each with a bearer token of its own:
+// Two kinds of client call it, each with credentials of its own:
 //
 //   - operators (/api/v1/devices, groups, releases, rollouts, audit),
 //     whose tokens carry a role: viewer < operator < admin. They search
@@ -11,10 +11,14 @@
 //   - devices (/api/v1/device/...), which poll for the release their
 //     rollout's wave assigns them and report their status and inventory;
 //     a status report moves the device in its rollout, and the rollout's
-//     thresholds are applied on it. A device is known by its token alone:
-//     no path names a device, so no device can address another's data.
+//     thresholds are applied on it. A device is known by its token, or
+//     by the client certificate it presents when the server terminates
+//     TLS with a device CA (pkg/server/mtls), with which it may also
+//     enroll itself (POST /api/v1/device/enroll): no path names a device,
+//     so no device can address another's data.
 //
-// The web UI (pkg/server/ui) is served under /ui/.
+// The web UI (pkg/server/ui) is served under /ui/, and hawkBit's DDI
+// endpoints (pkg/server/ddi) under /TENANT/controller/v1/.
 //
 // With WithRepositories, the server also keeps the releases' repositories
 // (pkg/server/repository) and serves them to devices at /repo/.
