@@ -286,13 +286,7 @@ func testDDIGateway(t *testing.T, dsn string) {
 	root := "/acme/controller/v1/dev-x"
 	dep := fmt.Sprintf("%s/deploymentBase/%d", root, action)
 	unknown, _ := f.token()
-	for _, tc := range []struct {
-		name   string
-		req    req
-		status int
-		code   string
-		msg    string
-	}{
+	f.checkRefusals(t, []refusalCase{
 		{"DEFAULT tenant", req{method: "GET", path: "/DEFAULT/controller/v1/dev-x", header: gateway(gw)}, 404, api.CodeNotFound, `tenant "DEFAULT": this server answers tenant acme`},
 		{"DEFAULT tenant, feedback", req{method: "POST", path: fmt.Sprintf("/DEFAULT/controller/v1/dev-x/deploymentBase/%d/feedback", action), header: gateway(gw), ctype: "application/json", body: fb("proceeding", "none", 0, 1)}, 404, api.CodeNotFound, "this server answers tenant acme"},
 		{"unknown gateway token", req{method: "GET", path: root, header: gateway(unknown)}, 401, api.CodeUnauthorized, "unknown gateway token"},
@@ -306,18 +300,7 @@ func testDDIGateway(t *testing.T, dsn string) {
 		{"gateway, operator endpoint", req{method: "GET", path: "/api/v1/devices", header: gateway(gw)}, 401, api.CodeUnauthorized, "want Bearer"},
 		{"gateway, device endpoint", req{method: "GET", path: "/api/v1/device/poll", token: gw}, 401, api.CodeUnauthorized, "unknown device token"},
 		{"target token, another's", req{method: "GET", path: dep, header: target(f.dev["dev-y"])}, 403, api.CodeForbidden, "another controller's"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.t = t
-			before := f.snapshot()
-			w := f.do(tc.req)
-			wantRefusal(t, tc.req.method+" "+tc.req.path, w.Code, w.Header(), w.Body.Bytes(), tc.status, tc.code, tc.msg)
-			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
-				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
-			}
-		})
-	}
-	f.t = t
+	})
 
 	// The gateway acts for dev-x: the poll links its action under the
 	// tenant, feedback moves it in its rollout. dev-y, by its own

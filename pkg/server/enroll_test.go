@@ -249,20 +249,6 @@ func testCertificates(t *testing.T, dsn string) {
 	}
 }
 
-// TestEnrollPlainHTTP: without TLS there is no certificate, so enrolling
-// is a 401, and the device endpoints take tokens as before.
-func TestEnrollPlainHTTP(t *testing.T) { storetest.Run(t, testEnrollPlainHTTP) }
-
-func testEnrollPlainHTTP(t *testing.T, dsn string) {
-	f := newFixture(t, dsn)
-	before := f.snapshot()
-	w := f.do(req{method: "POST", path: "/api/v1/device/enroll", ctype: "application/json", body: `{"board": "b", "version": "1"}`})
-	wantRefusal(t, "enroll over plain HTTP", w.Code, w.Header(), w.Body.Bytes(), 401, api.CodeUnauthorized, "needs a client certificate")
-	if diff := cmp.Diff(before, f.snapshot()); diff != "" {
-		t.Errorf("the refused enrollment changed the store: -before +after\n%s", diff)
-	}
-}
-
 // TestTokenExpiry: a device's token works until the instant it expires,
 // on the device API and DDI alike, and an operator's the same; from then
 // on each is a 401 naming when it expired, and changes nothing.

@@ -191,13 +191,7 @@ func testFleetRefusals(t *testing.T, dsn string) {
 		}
 		return b
 	}
-	for _, tc := range []struct {
-		name   string
-		req    req
-		status int
-		code   string
-		msg    string
-	}{
+	f.checkRefusals(t, []refusalCase{
 		// Tags.
 		{"tags, no token", req{method: "PUT", path: "/api/v1/devices/dev-x/tags", ctype: js, body: `{"tags": []}`}, 401, api.CodeUnauthorized, "no operator token"},
 		{"tags, revoked", req{method: "PUT", path: "/api/v1/devices/dev-x/tags", token: f.op["revoked"], ctype: js, body: `{"tags": []}`}, 401, api.CodeUnauthorized, "revoked"},
@@ -295,26 +289,8 @@ func testFleetRefusals(t *testing.T, dsn string) {
 		{"device probes another timeline", req{method: "GET", path: "/api/v1/devices/dev-y/timeline", token: f.dev["dev-x"]}, 401, api.CodeUnauthorized, "unknown operator token"},
 		{"device tags itself", req{method: "PUT", path: "/api/v1/devices/dev-x/tags", token: f.dev["dev-x"], ctype: js, body: `{"tags": ["admin"]}`}, 401, api.CodeUnauthorized, "unknown operator token"},
 		{"no repo endpoint", req{method: "POST", path: "/repo/main/metadata/root.json", token: f.op["admin"]}, 405, api.CodeMethodNotAllowed, "allowed: GET, HEAD"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.t = t
-			before := f.snapshot()
-			w := f.do(tc.req)
-			var e api.Error
-			if w.Code != tc.status {
-				t.Fatalf("%s %s = %d %q, want %d", tc.req.method, tc.req.path, w.Code, w.Body, tc.status)
-			}
-			decodeJSON(t, w, &e)
-			if e.Code != tc.code || !strings.Contains(e.Error, tc.msg) {
-				t.Errorf("%s %s = %+v, want code %s and a message naming %q", tc.req.method, tc.req.path, e, tc.code, tc.msg)
-			}
-			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
-				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
-			}
-		})
-	}
+	})
 	// Without release storage, release requests say how to get it.
-	f.t = t
 	f.srv = New(f.st)
 	w := f.do(req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: js, body: publishBody("main", repo.dir)})
 	if w.Code != 409 || !strings.Contains(w.Body.String(), "start it with --root") {

@@ -203,6 +203,33 @@ func (f *fixture) snapshot() snapshot {
 	return s
 }
 
+// refusalCase is a request and the refusal it is to get.
+type refusalCase struct {
+	name   string
+	req    req
+	status int
+	code   string
+	msg    string
+}
+
+// checkRefusals sends each case's request in a subtest of its name: each
+// gets its refusal (wantRefusal) and changes nothing in the store.
+func (f *fixture) checkRefusals(t *testing.T, cases []refusalCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.t = t
+			before := f.snapshot()
+			w := f.do(tc.req)
+			wantRefusal(t, tc.req.method+" "+tc.req.path, w.Code, w.Header(), w.Body.Bytes(), tc.status, tc.code, tc.msg)
+			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
+				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
+			}
+		})
+	}
+	f.t = t
+}
+
 // wantRefusal checks that the response to what (its status, header and
 // body) is the refusal wanted: status, an api.Error body with code and a
 // message naming msg, WWW-Authenticate on a 401, Allow on a 405.
@@ -254,13 +281,7 @@ func testRefusals(t *testing.T, dsn string) {
 	hashY := f.devSH["dev-y"]
 	freshHash := strings.Repeat("0", 64)
 
-	for _, tc := range []struct {
-		name   string
-		req    req
-		status int
-		code   string
-		msg    string
-	}{
+	f.checkRefusals(t, []refusalCase{
 		// Operator authentication and roles.
 		{"register, no token", req{method: "POST", path: "/api/v1/devices", ctype: js, body: newReg(freshHash)}, 401, api.CodeUnauthorized, "no operator token"},
 		{"register, unknown token", req{method: "POST", path: "/api/v1/devices", token: unknown, ctype: js, body: newReg(freshHash)}, 401, api.CodeUnauthorized, "unknown operator token"},
@@ -326,6 +347,7 @@ func testRefusals(t *testing.T, dsn string) {
 		{"poll, token hash as token", req{method: "GET", path: "/api/v1/device/poll", token: f.devSH["dev-x"]}, 401, api.CodeUnauthorized, "unknown device token"},
 		{"poll, naming a device", req{method: "GET", path: "/api/v1/device/poll?device_id=dev-y", token: f.dev["dev-x"]}, 400, api.CodeBadRequest, `unknown query parameter "device_id"`},
 		{"poll, device in the path", req{method: "GET", path: "/api/v1/device/dev-y/poll", token: f.dev["dev-x"]}, 404, api.CodeNotFound, "no endpoint"},
+		{"enroll, plain HTTP", req{method: "POST", path: "/api/v1/device/enroll", ctype: js, body: `{"board": "b", "version": "1"}`}, 401, api.CodeUnauthorized, "needs a client certificate"},
 		{"status, no token", req{method: "POST", path: "/api/v1/device/status", ctype: js, body: validStatus}, 401, api.CodeUnauthorized, "no device token"},
 		{"status, unknown token", req{method: "POST", path: "/api/v1/device/status", token: unknown, ctype: js, body: validStatus}, 401, api.CodeUnauthorized, "unknown device token"},
 		{"status, revoked", req{method: "POST", path: "/api/v1/device/status", token: f.dev["dev-revoked"], ctype: js, body: validStatus}, 401, api.CodeUnauthorized, "revoked"},
@@ -349,17 +371,7 @@ func testRefusals(t *testing.T, dsn string) {
 		{"inventory, bad name", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: `{"attributes": {"a b": "c"}}`}, 400, api.CodeBadRequest, `attribute name "a b"`},
 		{"inventory, NUL", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: `{"attributes": {"a": "x\u0000y"}}`}, 400, api.CodeBadRequest, "attribute a: value holds a NUL byte"},
 		{"inventory, too large", req{method: "PUT", path: "/api/v1/device/inventory", token: f.dev["dev-x"], ctype: js, body: big, chunked: true}, 413, api.CodeTooLarge, "over 65536 bytes"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.t = t
-			before := f.snapshot()
-			w := f.do(tc.req)
-			wantRefusal(t, tc.req.method+" "+tc.req.path, w.Code, w.Header(), w.Body.Bytes(), tc.status, tc.code, tc.msg)
-			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
-				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
-			}
-		})
-	}
+	})
 }
 
 func TestRegisterReadRevoke(t *testing.T) { storetest.Run(t, testRegisterReadRevoke) }
