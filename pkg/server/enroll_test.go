@@ -35,7 +35,7 @@ func (f *fixture) serveTLS(conf *tls.Config) string {
 }
 
 // send sends r to the server at base as client c.
-func send(t *testing.T, c *http.Client, base string, r req) (int, http.Header, []byte, error) {
+func send(t testing.TB, c *http.Client, base string, r req) (int, http.Header, []byte, error) {
 	t.Helper()
 	hr, err := http.NewRequest(r.method, base+r.path, r.bodyReader())
 	if err != nil {
@@ -295,5 +295,34 @@ func testTokenExpiry(t *testing.T, dsn string) {
 	}
 	if diff := cmp.Diff(before, f.snapshot()); diff != "" {
 		t.Errorf("requests with expired tokens changed the store: -before +after\n%s", diff)
+	}
+}
+
+// BenchmarkDeviceAuth: polls over TLS on SQLite, the device known by its
+// token or by its client certificate, on one connection kept alive, and,
+// for the certificate, with a handshake per request.
+func BenchmarkDeviceAuth(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		cert      bool
+		keepAlive bool
+	}{{"token", false, true}, {"certificate", true, true}, {"certificate, handshake each", true, false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixture(b, storetest.SQLite(b))
+			ca := mtlstest.NewCA(b, "devices")
+			base := f.serveTLS(mtls.Config(ca.Server(b).TLS, ca.Pool()))
+			conf := &tls.Config{RootCAs: ca.Pool()}
+			r := req{method: "GET", path: "/api/v1/device/poll", token: f.dev["dev-x"]}
+			if bc.cert {
+				conf.Certificates = []tls.Certificate{ca.Device(b, "dev-x").TLS}
+				r.token = ""
+			}
+			c := &http.Client{Transport: &http.Transport{TLSClientConfig: conf, DisableKeepAlives: !bc.keepAlive}}
+			for b.Loop() {
+				if status, _, body, err := send(b, c, base, r); err != nil || status != http.StatusOK {
+					b.Fatalf("poll = %d %s, %v", status, body, err)
+				}
+			}
+		})
 	}
 }

@@ -27,7 +27,7 @@ var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 // per role (and a revoked one), and devices x and y, a revoked one and one
 // whose token has expired.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	st    *store.DB
 	now   time.Time
@@ -37,7 +37,7 @@ type fixture struct {
 	devSH map[string]string // their hashes
 }
 
-func newFixture(t *testing.T, dsn string) *fixture {
+func newFixture(t testing.TB, dsn string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, dsn)
@@ -132,7 +132,7 @@ func (f *fixture) do(r req) *httptest.ResponseRecorder {
 }
 
 // decodeJSON decodes a response body into v.
-func decodeJSON(t *testing.T, w *httptest.ResponseRecorder, v any) {
+func decodeJSON(t testing.TB, w *httptest.ResponseRecorder, v any) {
 	t.Helper()
 	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type %q, want application/json; body %q", ct, w.Body)
