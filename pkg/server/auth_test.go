@@ -2,6 +2,9 @@ package server
 
 import (
 	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -31,4 +34,31 @@ func TestNewToken(t *testing.T) {
 	if _, _, err := NewToken(bytes.NewReader(make([]byte, 31))); err == nil {
 		t.Error("NewToken from 31 random bytes succeeded")
 	}
+}
+
+// FuzzTokenHash: whatever the Authorization header, tokenHash refuses it
+// with a 401 or returns one of the schemes asked for and the hash of a
+// well-formed token.
+func FuzzTokenHash(f *testing.F) {
+	f.Add("TargetToken " + strings.Repeat("ab", 32))
+	f.Add("gatewaytoken  " + strings.Repeat("01", 32) + " ")
+	f.Add("Bearer")
+	f.Add("Basic YTpi")
+	f.Fuzz(func(t *testing.T, h string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header["Authorization"] = []string{h}
+		scheme, sha, err := tokenHash(r, "target", "TargetToken", "GatewayToken")
+		if err != nil {
+			var e *refusal
+			if !errors.As(err, &e) || e.Status != http.StatusUnauthorized {
+				t.Fatalf("tokenHash(%q) = %v, want a 401", h, err)
+			}
+			return
+		}
+		given, tok, _ := strings.Cut(h, " ")
+		want, herr := HashToken(strings.TrimSpace(tok))
+		if (scheme != "TargetToken" && scheme != "GatewayToken") || !strings.EqualFold(given, scheme) || herr != nil || sha != want {
+			t.Fatalf("tokenHash(%q) = %q, %q; want a scheme asked for and the token's hash", h, scheme, sha)
+		}
+	})
 }
