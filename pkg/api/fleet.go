@@ -155,6 +155,10 @@ type ReleaseList struct {
 type Collected struct {
 	Chunks int   `json:"chunks"`
 	Bytes  int64 `json:"bytes"`
+	// Artifacts and ArtifactBytes are the files for hawkBit DDI clients
+	// no remaining release has.
+	Artifacts     int   `json:"artifacts"`
+	ArtifactBytes int64 `json:"artifact_bytes"`
 }
 
 // CreateRollout starts a rollout of a release over the devices of its

@@ -313,20 +313,19 @@ func (s *Server) addArtifact(w http.ResponseWriter, r *http.Request, op store.Op
 	if r.ContentLength > s.maxUpload {
 		return tooLarge
 	}
-	sums, err := s.artifacts.Put(r.Body, s.maxUpload)
-	if errors.Is(err, ddi.ErrTooLarge) {
-		return tooLarge
-	}
-	if err != nil {
-		return err
-	}
 	now := s.now().UTC()
-	a := store.Artifact{Board: board, Version: version, Name: name, Size: sums.Size, SHA256: sums.SHA256, SHA1: sums.SHA1, MD5: sums.MD5, Created: now}
-	ev := store.Event{At: now, Actor: "operator:" + op.Name, Action: "release.artifact", Target: board + "/" + version,
-		Detail: fmt.Sprintf(`{"name": %q, "size": %d, "sha256": %q}`, name, sums.Size, sums.SHA256)}
-	if err := s.store.AddArtifact(r.Context(), a, ev); err != nil {
-		// The file stays: another release may share it, and a later
-		// attach of the same bytes reuses it.
+	sums, err := s.artifacts.Attach(r.Body, s.maxUpload, func(sums ddi.Sums) error {
+		a := store.Artifact{Board: board, Version: version, Name: name, Size: sums.Size, SHA256: sums.SHA256, SHA1: sums.SHA1, MD5: sums.MD5, Created: now}
+		ev := store.Event{At: now, Actor: "operator:" + op.Name, Action: "release.artifact", Target: board + "/" + version,
+			Detail: fmt.Sprintf(`{"name": %q, "size": %d, "sha256": %q}`, name, sums.Size, sums.SHA256)}
+		// A refused file stays until a collection: another release may
+		// share it, and a later attach of the same bytes reuses it.
+		return s.store.AddArtifact(r.Context(), a, ev)
+	})
+	switch {
+	case errors.Is(err, ddi.ErrTooLarge):
+		return tooLarge
+	case err != nil:
 		return storeError(err)
 	}
 	writeJSON(w, http.StatusCreated, api.Artifact{Board: board, Version: version, Name: name, Size: sums.Size, SHA256: sums.SHA256, SHA1: sums.SHA1, MD5: sums.MD5})

@@ -162,8 +162,8 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request, _ store.Op
 }
 
 // deleteRelease: DELETE /api/v1/releases/{board}/{version}. The release
-// is unregistered, then the chunks and indexes no remaining release uses
-// are removed; the answer says how many and how much.
+// is unregistered, then the chunks, indexes and DDI artifacts no remaining
+// release uses are removed; the answer says how many and how much.
 func (s *Server) deleteRelease(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
 	if err := s.noRepositories(); err != nil {
 		return err
@@ -182,6 +182,12 @@ func (s *Server) deleteRelease(w http.ResponseWriter, r *http.Request, op store.
 	st, err := s.repos.Collect(r.Context(), s.store.Releases)
 	if err != nil {
 		return err
+	}
+	if s.artifacts != nil {
+		st.Artifacts, st.ArtifactBytes, err = s.artifacts.Collect(r.Context(), s.store.ArtifactDigests)
+		if err != nil {
+			return err
+		}
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil

@@ -4,8 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +26,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
+	"github.com/lifeboat-update/lifeboat/pkg/server/ddi"
 	"github.com/lifeboat-update/lifeboat/pkg/server/repository"
 	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
@@ -546,5 +551,51 @@ func testPublishUpload(t *testing.T, dsn string) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(data, "uploads")); len(ents) != 0 {
 		t.Errorf("upload left %v", ents)
+	}
+}
+
+// TestDeleteCollectsArtifacts: deleting a release removes the DDI files
+// only it had, and keeps one another release shares.
+func TestDeleteCollectsArtifacts(t *testing.T) { storetest.Run(t, testDeleteCollectsArtifacts) }
+
+func testDeleteCollectsArtifacts(t *testing.T, dsn string) {
+	f := newFixture(t, dsn)
+	repo := newTestRepo(t)
+	repo.add(testBoard, "1.0")
+	repo.add(testBoard, "2.0")
+	f.withRepos(repo, "")
+	dir := filepath.Join(t.TempDir(), "artifacts")
+	files, err := ddi.OpenFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.srv = New(f.st, WithClock(func() time.Time { return f.now }), WithRepositories(f.srv.repos, ""), WithArtifacts(files), WithMaxUpload(1<<20))
+	if w := f.do(req{method: "POST", path: "/api/v1/releases", token: f.op["operator"], ctype: "application/json", body: publishBody("main", repo.dir)}); w.Code != http.StatusCreated {
+		t.Fatalf("publish = %d %s", w.Code, w.Body)
+	}
+	attach := func(version, name, body string) {
+		t.Helper()
+		w := f.do(req{method: "POST", path: "/api/v1/releases/" + testBoard + "/" + version + "/artifacts?name=" + name, token: f.op["operator"], ctype: "application/octet-stream", body: body})
+		if w.Code != http.StatusCreated {
+			t.Fatalf("attach %s to %s = %d %s", name, version, w.Code, w.Body)
+		}
+	}
+	own, shared := "bytes only 1.0 has", "bytes both have"
+	attach("1.0", "own.swu", own)
+	attach("1.0", "shared.swu", shared)
+	attach("2.0", "update.swu", shared)
+
+	w := f.do(req{method: "DELETE", path: "/api/v1/releases/" + testBoard + "/1.0", token: f.op["admin"]})
+	var col api.Collected
+	decodeJSON(t, w, &col)
+	if w.Code != http.StatusOK || col.Artifacts != 1 || col.ArtifactBytes != int64(len(own)) {
+		t.Errorf("delete 1.0 = %d %s, want 200 and 1 artifact of %d bytes collected", w.Code, w.Body, len(own))
+	}
+	ownSum, sharedSum := sha256.Sum256([]byte(own)), sha256.Sum256([]byte(shared))
+	if _, err := os.Stat(filepath.Join(dir, hex.EncodeToString(ownSum[:]))); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("1.0's own artifact after the delete: %v, want it removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, hex.EncodeToString(sharedSum[:]))); err != nil {
+		t.Errorf("the artifact 2.0 shares: %v, want it kept", err)
 	}
 }

@@ -2,6 +2,7 @@ package ddi
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -99,16 +100,29 @@ func TestFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := fs.Put(strings.NewReader("abc"), 3)
+	var recorded []Sums
+	record := func(s Sums) error { recorded = append(recorded, s); return nil }
+	s, err := fs.Attach(strings.NewReader("abc"), 3, record)
 	want := Sums{Size: 3, SHA256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", SHA1: "a9993e364706816aba3e25717850c26c9cd0d89d", MD5: "900150983cd24fb0d6963f7d28e17f72"}
 	if err != nil || s != want {
-		t.Fatalf("Put(abc) = %+v, %v; want %+v", s, err, want)
+		t.Fatalf("Attach(abc) = %+v, %v; want %+v", s, err, want)
 	}
-	if _, err := fs.Put(strings.NewReader("abcd"), 3); !errors.Is(err, ErrTooLarge) {
-		t.Errorf("Put(abcd, 3) = %v, want ErrTooLarge", err)
+	if len(recorded) != 1 || recorded[0] != want {
+		t.Errorf("recorded %+v, want the sums once", recorded)
+	}
+	if _, err := fs.Attach(strings.NewReader("abcd"), 3, record); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Attach(abcd, 3) = %v, want ErrTooLarge", err)
+	}
+	if len(recorded) != 1 {
+		t.Errorf("a refused upload was recorded: %+v", recorded)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("store holds %d files, want 1 (no leftover of the refused upload)", len(ents))
+	}
+	refused := errors.New("refused")
+	other, err := fs.Attach(strings.NewReader("other"), 10, func(Sums) error { return refused })
+	if !errors.Is(err, refused) {
+		t.Errorf("Attach with a refusing record = %v, want its error", err)
 	}
 	f, err := fs.Open(want.SHA256)
 	if err != nil {
@@ -117,6 +131,25 @@ func TestFiles(t *testing.T) {
 	f.Close()
 	if _, err := fs.Open("../" + filepath.Base(dir)); err == nil {
 		t.Error("Open of a path that is not a SHA-256 succeeded")
+	}
+
+	// A collection keeps what keep names, removes the rest (the refused
+	// file, and the remains of an upload cut short without counting them).
+	if err := os.WriteFile(filepath.Join(dir, ".upload-1"), []byte("cut"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fs.Collect(context.Background(), func(context.Context) ([]string, error) { return nil, refused }); !errors.Is(err, refused) {
+		t.Errorf("Collect with a failing keep = %v, want its error", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 3 {
+		t.Errorf("a failed collection removed files: %d left, want 3", len(ents))
+	}
+	n, b, err := fs.Collect(context.Background(), func(context.Context) ([]string, error) { return []string{want.SHA256}, nil })
+	if err != nil || n != 1 || b != other.Size {
+		t.Errorf("Collect = %d files, %d bytes, %v; want 1, %d", n, b, err, other.Size)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != want.SHA256 {
+		t.Errorf("after the collection the store holds %v, want only %s", ents, want.SHA256)
 	}
 }
 

@@ -1,6 +1,7 @@
 package ddi
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -8,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 )
 
 // ErrTooLarge: a file over the limit Put was given.
@@ -25,6 +29,11 @@ type Sums struct {
 // so that a file attached twice is stored once.
 type Files struct {
 	dir string
+	// mu is held for reading from a file's upload until its owner has
+	// recorded it (Attach), and for writing while Collect decides what no
+	// one uses: a file just stored is never collected before it is
+	// recorded.
+	mu sync.RWMutex
 }
 
 // OpenFiles opens (creating it if need be) the store in dir.
@@ -35,9 +44,22 @@ func OpenFiles(dir string) (*Files, error) {
 	return &Files{dir: dir}, nil
 }
 
-// Put stores what r holds, at most limit bytes (ErrTooLarge), and returns
-// its sums. The file appears under its name only once it is whole.
-func (f *Files) Put(r io.Reader, limit int64) (Sums, error) {
+// Attach stores what r holds, at most limit bytes (ErrTooLarge), and
+// calls record with its sums, before any Collect can see the file. A file
+// record refuses stays until a Collect finds no one uses it.
+func (f *Files) Attach(r io.Reader, limit int64, record func(Sums) error) (Sums, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, err := f.put(r, limit)
+	if err != nil {
+		return s, err
+	}
+	return s, record(s)
+}
+
+// put stores what r holds, at most limit bytes, and returns its sums. The
+// file appears under its name only once it is whole.
+func (f *Files) put(r io.Reader, limit int64) (Sums, error) {
 	tmp, err := os.CreateTemp(f.dir, ".upload-*")
 	if err != nil {
 		return Sums{}, fmt.Errorf("store artifact: %w", err)
@@ -70,4 +92,44 @@ func (f *Files) Open(sha256 string) (*os.File, error) {
 		return nil, fmt.Errorf("open artifact: malformed SHA-256 %q", sha256)
 	}
 	return os.Open(f.path(sha256))
+}
+
+// Collect removes every file whose SHA-256 is not among those keep
+// returns, and says how many it removed and their bytes. keep runs while
+// no Attach can.
+func (f *Files) Collect(ctx context.Context, keep func(context.Context) ([]string, error)) (files int, bytes int64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	live, err := keep(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("collect artifacts: %w", err)
+	}
+	keepSet := make(map[string]bool, len(live))
+	for _, d := range live {
+		keepSet[d] = true
+	}
+	ents, err := os.ReadDir(f.dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("collect artifacts: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !e.Type().IsRegular() || keepSet[name] {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return files, bytes, fmt.Errorf("collect artifacts: %w", err)
+		}
+		if err := os.Remove(filepath.Join(f.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return files, bytes, fmt.Errorf("collect artifacts: %w", err)
+		}
+		// A temporary (".upload-*") is what is left of an upload a crash
+		// cut short: no Attach runs now. It is removed, not counted.
+		if !strings.HasPrefix(name, ".") {
+			files++
+			bytes += info.Size()
+		}
+	}
+	return files, bytes, nil
 }

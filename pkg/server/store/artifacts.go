@@ -23,6 +23,9 @@ type Artifacts interface {
 	AddArtifact(ctx context.Context, a Artifact, ev Event) error
 	// Artifacts returns a release's files, by name.
 	Artifacts(ctx context.Context, board, version string) ([]Artifact, error)
+	// ArtifactDigests returns the SHA-256 of every file some release
+	// has, each once.
+	ArtifactDigests(ctx context.Context) ([]string, error)
 }
 
 // AddArtifact implements Artifacts.
@@ -65,4 +68,22 @@ func (s *DB) Artifacts(ctx context.Context, board, version string) ([]Artifact, 
 		as = append(as, a)
 	}
 	return as, rows.Err()
+}
+
+// ArtifactDigests implements Artifacts.
+func (s *DB) ArtifactDigests(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT sha256 FROM release_artifacts`)
+	if err != nil {
+		return nil, fmt.Errorf("artifact digests: %w", err)
+	}
+	defer rows.Close()
+	var ds []string
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, fmt.Errorf("artifact digests: %w", err)
+		}
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
 }
