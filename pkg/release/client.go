@@ -537,6 +537,16 @@ func (c *Client) pick(targets *Targets, version string) (*Release, error) {
 	return rel, nil
 }
 
+// InstalledVersion returns the release recorded as installed, or "" for
+// none.
+func (c *Client) InstalledVersion() (string, error) {
+	t, err := c.load()
+	if err != nil {
+		return "", err
+	}
+	return t.st.Installed, nil
+}
+
 // Installed records that version is installed and verified: from now on no
 // older release is planned.
 func (c *Client) Installed(version string) error {

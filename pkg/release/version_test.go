@@ -34,6 +34,9 @@ func TestPlanVersion(t *testing.T) {
 		t.Fatalf("install.Install(Version 2.0) = %+v, %v; want 2.0 installed", res, err)
 	}
 	f.checkSlot(slot, testBoard, "2.0")
+	if v, err := d.client.InstalledVersion(); err != nil || v != "2.0" {
+		t.Errorf("InstalledVersion() = %q, %v; want 2.0", v, err)
+	}
 
 	for _, tc := range []struct {
 		version string
