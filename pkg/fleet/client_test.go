@@ -146,7 +146,11 @@ func TestPollAndReport(t *testing.T) {
 	if r, err = f.srv.Rollout(ctx, r.ID); err != nil || r.Progress[0].Installing != 1 {
 		t.Fatalf("rollout after downloading = %+v, %v; want the device installing", r, err)
 	}
-	if err := c.ReportStatus(ctx, api.Status{Phase: api.PhaseInstalled, Progress: 1, InstalledVersion: "2"}); err != nil {
+	// The new system booted: the identity names the server.
+	id := *f.id
+	id.Server = f.srv.URL
+	booted := slot.Status{Slots: []slot.SlotStatus{{Name: "A", State: slot.Good}, {Name: "B", State: slot.Good, TriesLeft: 3}}}
+	if err := ReportInstalled(ctx, &id, nil, "2", booted); err != nil {
 		t.Fatal(err)
 	}
 	if r, err = f.srv.Rollout(ctx, r.ID); err != nil || r.State != "completed" || r.Progress[0].Succeeded != 1 {

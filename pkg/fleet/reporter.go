@@ -2,10 +2,12 @@ package fleet
 
 import (
 	"context"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
+	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
@@ -183,4 +185,20 @@ func SlotStates(st slot.Status) []api.SlotState {
 // marked its slot good: the rollout counts the device as succeeded.
 func Installed(version string, st slot.Status) api.Status {
 	return api.Status{Phase: api.PhaseInstalled, Progress: 1, InstalledVersion: version, Slots: SlotStates(st)}
+}
+
+// ReportInstalled tells the fleet server the identity names that the
+// system booted release version and marked its slot good (st is the
+// bootloader's view after that), over hc (nil: the default): what the
+// booted system does, the demo OS's init and `lifeboat mark-good` alike.
+// An identity that names no server is nothing to do.
+func ReportInstalled(ctx context.Context, id *identity.Identity, hc *http.Client, version string, st slot.Status) error {
+	if id.Server == "" {
+		return nil
+	}
+	c, err := New(id.Server, id.Token, hc)
+	if err != nil {
+		return err
+	}
+	return c.ReportStatus(ctx, Installed(version, st))
 }
