@@ -3,17 +3,16 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet/fleettest"
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/server/servertest"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
@@ -171,33 +170,6 @@ func TestFleetUnreachable(t *testing.T) {
 	}
 }
 
-// fakeFleet answers polls with a fixed assignment and records the
-// status reports.
-type fakeFleet struct {
-	poll    api.Poll
-	mu      sync.Mutex
-	reports []api.Status
-}
-
-func (f *fakeFleet) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/api/v1/device/poll":
-		json.NewEncoder(w).Encode(f.poll)
-	case "/api/v1/device/status":
-		var st api.Status
-		if err := api.Decode(r.Body, api.MaxBodySize, &st); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.reports = append(f.reports, st)
-		f.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		http.NotFound(w, r)
-	}
-}
-
 // TestFleetFailed: a release the signed metadata does not hold is
 // refused, and the failure reported with its check; lifeboat.server=
 // overrides the identity's server.
@@ -206,7 +178,8 @@ func TestFleetFailed(t *testing.T) {
 	r.publish("1")
 	repo := httptest.NewServer(http.FileServer(http.Dir(r.dir)))
 	defer repo.Close()
-	ff := &fakeFleet{poll: api.Poll{Release: &api.Release{Version: "9", RepositoryURL: repo.URL + "/"}, IntervalSeconds: 60}}
+	ff := &fleettest.Server{}
+	ff.SetPoll(api.Poll{Release: &api.Release{Version: "9", RepositoryURL: repo.URL + "/"}, IntervalSeconds: 60})
 	srv := httptest.NewServer(ff)
 	defer srv.Close()
 	d := newDevice(t, r.root(), bootenv.Vars{slot.OrderVar: "A B recovery", slot.LeftVar("A"): "3", slot.LeftVar("B"): "0"})
@@ -221,10 +194,9 @@ func TestFleetFailed(t *testing.T) {
 	if got := d.env(); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Errorf("grubenv changed: %v -> %v", before, got)
 	}
-	ff.mu.Lock()
-	defer ff.mu.Unlock()
-	if n := len(ff.reports); n == 0 || ff.reports[n-1].Phase != api.PhaseFailed || !strings.HasPrefix(ff.reports[n-1].Error, "install: ") || !strings.Contains(ff.reports[n-1].Error, `"9"`) {
-		t.Errorf("reports %+v, want the last failed, naming the check and release 9", ff.reports)
+	reports := ff.Reports()
+	if n := len(reports); n == 0 || reports[n-1].Phase != api.PhaseFailed || !strings.HasPrefix(reports[n-1].Error, "install: ") || !strings.Contains(reports[n-1].Error, `"9"`) {
+		t.Errorf("reports %+v, want the last failed, naming the check and release 9", reports)
 	}
 }
 
@@ -236,7 +208,8 @@ func TestFleetInPlace(t *testing.T) {
 	r.publish("2")
 	r.publish("3")
 	repo := newChunkServer(t, r.dir)
-	ff := &fakeFleet{poll: api.Poll{Release: &api.Release{Version: "2", RepositoryURL: repo.URL + "/"}, IntervalSeconds: 60}}
+	ff := &fleettest.Server{}
+	ff.SetPoll(api.Poll{Release: &api.Release{Version: "2", RepositoryURL: repo.URL + "/"}, IntervalSeconds: 60})
 	srv := httptest.NewServer(ff)
 	defer srv.Close()
 	d := newSmallDevice(t, r)
@@ -249,20 +222,12 @@ func TestFleetInPlace(t *testing.T) {
 	if !bytes.Equal(d.slotBytes("rootfs", im.Size), want) {
 		t.Fatal("the slot does not hold release 2")
 	}
-	ff.mu.Lock()
-	var phases []string
-	for _, s := range ff.reports {
-		if len(phases) == 0 || phases[len(phases)-1] != string(s.Phase) {
-			phases = append(phases, string(s.Phase))
-		}
-	}
-	ff.mu.Unlock()
-	if got, want := strings.Join(phases, " "), "downloading verifying installing rebooting"; got != want {
-		t.Errorf("reported phases %q, want %q", got, want)
+	if got, want := fmt.Sprint(ff.Phases()), "[downloading verifying installing rebooting]"; got != want {
+		t.Errorf("reported phases %s, want %s", got, want)
 	}
 
 	// Nothing assigned: nothing written.
-	ff.poll.Release = nil
+	ff.SetPoll(api.Poll{IntervalSeconds: 60})
 	res = d.runWith(&fakeSources{}, smallCmdline, nil)
 	if !res.OK || !res.UpToDate || res.FetchedBytes != 0 {
 		t.Errorf("with nothing assigned: result %+v", res)

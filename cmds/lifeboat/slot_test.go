@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet/fleettest"
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
@@ -325,16 +325,8 @@ func TestEBGBackend(t *testing.T) {
 // tells it the release is installed; a server that refuses is said, and
 // the slot is good all the same.
 func TestMarkGoodReports(t *testing.T) {
-	var got []api.Status
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var st api.Status
-		if r.URL.Path != "/api/v1/device/status" || api.Decode(r.Body, api.MaxBodySize, &st) != nil {
-			http.Error(w, `{"error":"no such path","code":"not_found"}`, http.StatusNotFound)
-			return
-		}
-		got = append(got, st)
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	srv := &fleettest.Server{}
+	ts := httptest.NewServer(srv)
 	defer ts.Close()
 	id, err := identity.New("dev-1", "qemu-x86_64", strings.NewReader(strings.Repeat("k", identity.TokenSize)))
 	if err != nil {
@@ -353,8 +345,8 @@ func TestMarkGoodReports(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "reported 2 installed to "+ts.URL) {
 		t.Fatalf("mark-good --identity = exit %d, %q, %q", code, stdout, stderr)
 	}
-	if len(got) != 1 || got[0].Phase != api.PhaseInstalled || got[0].InstalledVersion != "2" || len(got[0].Slots) != 2 {
-		t.Errorf("the server got %+v, want one report of 2 installed with slots A and B", got)
+	if got := srv.Reports(); len(got) != 1 || got[0].Phase != api.PhaseInstalled || got[0].InstalledVersion != "2" || len(got[0].Slots) != 2 {
+		t.Errorf("the server got %+v, want one report of 2 installed with slots A and B", srv.Reports())
 	}
 	env = slot.NewMemEnv(trialEnv())
 	code, stdout, stderr = runSlot(t, memOpener(env), "mark-good", cmdline(t, "B"), "--identity="+write(ts.URL+"/elsewhere"), "--version=2")

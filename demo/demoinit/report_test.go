@@ -4,16 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet/fleettest"
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 )
 
@@ -24,29 +23,6 @@ type fakeNet struct {
 }
 
 func (n *fakeNet) Up(context.Context) error { n.ups++; return n.err }
-
-// statusServer is a fleet server that records status reports.
-type statusServer struct {
-	mu      sync.Mutex
-	reports []api.Status
-	token   string
-}
-
-func (s *statusServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var st api.Status
-	if r.URL.Path != "/api/v1/device/status" || r.Header.Get("Authorization") != "Bearer "+s.token {
-		http.Error(w, `{"error":"no","code":"unauthorized"}`, http.StatusUnauthorized)
-		return
-	}
-	if err := api.Decode(r.Body, api.MaxBodySize, &st); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	s.reports = append(s.reports, st)
-	s.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
 
 // withIdentity puts an identity naming server where the environment's
 // partition is mounted.
@@ -71,13 +47,13 @@ func (f *fixture) withIdentity(t *testing.T, server string) *identity.Identity {
 // installed to the fleet server the identity names; a report that cannot
 // be made is said, and changes nothing else.
 func TestRunReports(t *testing.T) {
-	srv := &statusServer{}
+	srv := &fleettest.Server{}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
 
 	f := newFixture(t)
 	f.cmdline(t, "lifeboat.slot=A", f.verityArg())
-	srv.token = f.withIdentity(t, ts.URL).Token
+	srv.Token = f.withIdentity(t, ts.URL).Token
 	n := &fakeNet{}
 	c := f.config()
 	c.Network, c.HTTP = n, ts.Client()
@@ -88,9 +64,7 @@ func TestRunReports(t *testing.T) {
 	if got := f.lines(); got[len(got)-1] != "LIFEBOAT-DEMO reported installed version=1.2 server="+ts.URL {
 		t.Errorf("last console line %q", got[len(got)-1])
 	}
-	srv.mu.Lock()
-	reports := srv.reports
-	srv.mu.Unlock()
+	reports := srv.Reports()
 	if len(reports) != 1 {
 		t.Fatalf("%d reports, want 1", len(reports))
 	}
@@ -107,7 +81,7 @@ func TestRunReports(t *testing.T) {
 	}{
 		{"no network", nil, ts.URL, "no network to report to"},
 		{"network down", &fakeNet{err: errors.New("no DHCP offer")}, ts.URL, "network: no DHCP offer"},
-		{"server refuses", &fakeNet{}, ts.URL + "/elsewhere", "401"},
+		{"server refuses", &fakeNet{}, ts.URL, "401 Unauthorized"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)

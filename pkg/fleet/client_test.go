@@ -12,14 +12,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet/fleettest"
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/publish"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
@@ -33,13 +34,9 @@ const testBoard = "qemu-x86_64"
 // does, and returns its directory and root.json.
 func newRepo(t *testing.T) (string, []byte) {
 	t.Helper()
-	ks := publish.KeySet{}
-	for _, role := range release.Roles {
-		s, err := release.GenerateKey(filepath.Join(t.TempDir(), role+".key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ks[role] = []release.Signer{s}
+	ks, err := publish.GenerateKeySet(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	repo, err := publish.Init(dir, ks, nil)
@@ -272,31 +269,8 @@ func TestNew(t *testing.T) {
 	}
 }
 
-// recorder is a fleet server that records the status reports it gets.
-type recorder struct {
-	mu      sync.Mutex
-	reports []api.Status
-	fail    bool
-}
-
-func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	var st api.Status
-	if err := api.Decode(req.Body, api.MaxBodySize, &st); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fail {
-		http.Error(w, `{"error":"down","code":"internal"}`, http.StatusInternalServerError)
-		return
-	}
-	r.reports = append(r.reports, st)
-	w.WriteHeader(http.StatusNoContent)
-}
-
 func TestReporter(t *testing.T) {
-	rec := &recorder{}
+	rec := &fleettest.Server{}
 	ts := httptest.NewServer(rec)
 	defer ts.Close()
 	c, err := New(ts.URL, "tok", ts.Client(), WithRetries(0, time.Millisecond))
@@ -317,9 +291,7 @@ func TestReporter(t *testing.T) {
 	r.Report(api.Status{Phase: api.PhaseInstalling, Progress: 1, Transfer: api.Transfer{FetchedBytes: 10, ImageBytes: 1000}})
 	r.Phase(api.PhaseRebooting, 0)
 
-	rec.mu.Lock()
-	got := rec.reports
-	rec.mu.Unlock()
+	got := rec.Reports()
 	var phases []api.Phase
 	downloads := 0
 	last := -1.0
@@ -341,7 +313,7 @@ func TestReporter(t *testing.T) {
 	if downloads < 1 || downloads > 5 {
 		t.Errorf("%d downloading reports for 1000 additions, want 1 to 5 (every quarter)", downloads)
 	}
-	if want := []api.Phase{api.PhaseVerifying, api.PhaseInstalling, api.PhaseRebooting}; !slicesEqual(phases, want) {
+	if want := []api.Phase{api.PhaseVerifying, api.PhaseInstalling, api.PhaseRebooting}; !slices.Equal(phases, want) {
 		t.Errorf("phases %v, want %v after downloading", phases, want)
 	}
 	if s := got[len(got)-1]; s.Transfer.FetchedBytes != 10 {
@@ -349,9 +321,7 @@ func TestReporter(t *testing.T) {
 	}
 
 	// A server that fails: logged, never returned.
-	rec.mu.Lock()
-	rec.fail = true
-	rec.mu.Unlock()
+	rec.SetFail(true)
 	r.Failed("install", errors.New("disk on fire"))
 	if len(logged) != 1 {
 		t.Errorf("a failed report logged %d lines, want 1", len(logged))
@@ -359,18 +329,6 @@ func TestReporter(t *testing.T) {
 	if s := r.Status(); s.Phase != api.PhaseFailed || s.Error != "install: disk on fire" {
 		t.Errorf("Status() after Failed = %+v", s)
 	}
-}
-
-func slicesEqual[T comparable](a, b []T) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestInstalled(t *testing.T) {

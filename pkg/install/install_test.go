@@ -55,13 +55,9 @@ func TestVerifySlot(t *testing.T) {
 func TestInstallVersion(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	ks := publish.KeySet{}
-	for _, role := range release.Roles {
-		s, err := release.GenerateKey(filepath.Join(t.TempDir(), role+".key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ks[role] = []release.Signer{s}
+	ks, err := publish.GenerateKeySet(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	repo, err := publish.Init(dir, ks, nil)
 	if err != nil {
