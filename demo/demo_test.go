@@ -88,6 +88,9 @@ func fakeKernel(t *testing.T) *kernel.Kernel {
 kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/virtio/virtio_ring.ko:
 kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
+kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko kernel/drivers/virtio/virtio.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
 kernel/crypto/crc32c_generic.ko:
 kernel/fs/ext4/ext4.ko: kernel/fs/jbd2/jbd2.ko
 kernel/fs/jbd2/jbd2.ko:
@@ -179,6 +182,7 @@ func TestWriteInitramfs(t *testing.T) {
 	wantMods := []string{
 		m + "drivers/virtio/virtio_ring.ko", m + "drivers/virtio/virtio.ko", m + "drivers/virtio/virtio_pci.ko",
 		m + "drivers/block/virtio_blk.ko",
+		m + "net/core/failover.ko", m + "drivers/net/net_failover.ko", m + "drivers/net/virtio_net.ko",
 		m + "crypto/crc32c_generic.ko",
 		m + "fs/jbd2/jbd2.ko", m + "fs/ext4/ext4.ko",
 		m + "fs/fat/fat.ko", m + "fs/fat/vfat.ko",

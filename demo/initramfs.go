@@ -21,14 +21,15 @@ import (
 
 // Modules returns the kernel modules the demo system loads, before their
 // dependencies are added: the virtio disk, ext4 for the slot, vfat and
-// its code pages for the ESP (where GRUB keeps its environment), and
-// dm-verity. Those built into the board's kernel need no file.
+// its code pages for the ESP (where GRUB keeps its environment),
+// dm-verity, and the virtio network card for the report to the fleet
+// server. Those built into the board's kernel need no file.
 //
 // crc32c_generic is ext4's soft dependency, which modules.dep does not
 // list: without it ext4 refuses a file system with metadata checksums
 // ("Cannot load crc32c driver").
 func Modules() []string {
-	return []string{"virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "vfat", "nls_cp437", "nls_ascii", "dm-verity"}
+	return []string{"virtio_pci", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "vfat", "nls_cp437", "nls_ascii", "dm-verity"}
 }
 
 // InitPackage is the demo system's init.

@@ -98,6 +98,35 @@ func (f *recoveryFixture) newDevice(t *testing.T, env bootenv.Vars) *qdevice.Dis
 	return d
 }
 
+// startFleet runs the scenario's fleet server (pkg/server on loopback,
+// the repository published) until the test ends.
+func (f *recoveryFixture) startFleet(t *testing.T) *scenario.Fleet {
+	t.Helper()
+	fl, err := f.StartFleet(t.Context(), filepath.Join(t.TempDir(), "fleet"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fl.Close() })
+	return fl
+}
+
+// newFleetDevice is newDevice enrolled with the fleet server as id: its
+// identity, naming the server, on its ESP, and registered.
+func (f *recoveryFixture) newFleetDevice(t *testing.T, fl *scenario.Fleet, id string) *qdevice.Disk {
+	t.Helper()
+	files, err := fl.Enroll(t.Context(), t.TempDir(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := f.Spec("ab", filepath.Join(t.TempDir(), "disk.img"), nil)
+	spec.EnvFiles = files
+	d, err := qdevice.Build(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // repoServer serves a repository directory on the host's loopback and
 // counts the chunk bytes it sends.
 type repoServer struct {
@@ -260,12 +289,26 @@ func (f *recoveryFixture) needBytes(t *testing.T, v, seed string) int64 {
 // which the old system still boots; then v1 -> v2 over the network into
 // B, seeded by A, and kexec into v2, which verifies itself and marks B
 // good; then the older release re-offered; then a corrupted block in B.
+//
+// The update goes through the fleet server (pkg/server on the host's
+// loopback): the device is registered, a rollout of v2 started; the
+// ramdisk polls, installs v2 from the repository the server names and
+// reports; v2 reports itself installed; the rollout completes and the web
+// UI's page of the device shows v2. The older release is offered with
+// the server gone: the ramdisk falls back to the command line's
+// repository, and refuses it.
 func TestRecoveryAB(t *testing.T) {
 	f := needRecovery(t)
 	srv := serveRepo(t, f.Repo)
+	fl := f.startFleet(t)
 	// Offers to refuse go to one device, the update to another, whose
 	// inactive slot holds nothing the refused offers wrote.
-	refused, d := f.newDevice(t, nil), f.newDevice(t, nil)
+	const id = "recovery-ab"
+	refused, d := f.newDevice(t, nil), f.newFleetDevice(t, fl, id)
+	ro, err := fl.StartRollout(t.Context(), f.Board.Name, "2", "id="+id)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	refuse := func(t *testing.T, d *qdevice.Disk, dir, check string) {
 		t.Helper()
@@ -321,16 +364,16 @@ func TestRecoveryAB(t *testing.T) {
 	})
 
 	t.Run("update", func(t *testing.T) {
-		srv.dir.Store(f.Repo)
-		srv.chunkBytes.Store(0)
-		lines := f.boot(t, f.direct(d, "lifeboat.source=net lifeboat.repo="+srv.url))
+		fl.ResetChunkBytes()
+		// No lifeboat.repo=: the fleet server names the repository.
+		lines := f.boot(t, f.direct(d, "lifeboat.source=net"))
 		res := resultOf[ramdiskResult](t, lines)
-		if !res.OK || res.Version != "2" || res.Slot != "B" || res.Seed != "A" {
+		if !res.OK || res.Version != "2" || res.Slot != "B" || res.Seed != "A" || res.Source != fl.RepoURL() {
 			t.Fatalf("result %+v; console:\n%s", res, strings.Join(lines, "\n"))
 		}
 		need := f.needBytes(t, "2", "1")
-		if res.FetchedBytes != need || srv.chunkBytes.Load() != need {
-			t.Errorf("fetched %d bytes (the server sent %d), want %d: the chunks v2 has beyond v1", res.FetchedBytes, srv.chunkBytes.Load(), need)
+		if res.FetchedBytes != need || fl.ChunkBytes() != need {
+			t.Errorf("fetched %d bytes (the server sent %d), want %d: the chunks v2 has beyond v1", res.FetchedBytes, fl.ChunkBytes(), need)
 		}
 		t.Logf("fetched %d bytes for a %d-byte image; phases %+v", res.FetchedBytes, res.ImageBytes, res.Phases)
 		if got := strings.Join(demoLines(lines), "; "); !strings.Contains(got, "version=2 slot=B verity=ok") || !strings.Contains(got, "marked-good slot=B") {
@@ -340,11 +383,13 @@ func TestRecoveryAB(t *testing.T) {
 		if env[slot.LeftVar("B")] != "3" || !strings.HasPrefix(env[slot.OrderVar], "B A") || env["LIFEBOAT_B_VERITY"] != f.VerityArg("2") {
 			t.Errorf("grubenv after the update: %v", env)
 		}
+		checkFleet(t, fl, id, ro.ID, lines)
 	})
 	if t.Failed() {
 		return
 	}
 	t.Run("older release", func(t *testing.T) {
+		fl.Close() // the server gone: the ramdisk falls back to lifeboat.repo=
 		refuse(t, d, f.OldRepo, lbrelease.ErrRollback.Error())
 	})
 	t.Run("verity", func(t *testing.T) {
@@ -361,6 +406,43 @@ func TestRecoveryAB(t *testing.T) {
 			t.Errorf("corrupted B: %s", got)
 		}
 	})
+}
+
+// checkFleet checks what the fleet server saw of device id's update to
+// release 2 in rollout ro: v2 reported installed by itself, the timeline
+// from downloading to installed, the rollout completed, and the web UI's
+// page of the device showing v2.
+func checkFleet(t *testing.T, fl *scenario.Fleet, id string, ro int64, lines []string) {
+	t.Helper()
+	if !containsLine(lines, "LIFEBOAT-DEMO reported installed version=2 server="+fl.GuestURL) {
+		t.Errorf("v2 did not report itself installed to %s", fl.GuestURL)
+	}
+	tl, err := fl.Timeline(t.Context(), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var phases []string
+	for _, e := range tl {
+		if p := string(e.Status.Phase); len(phases) == 0 || phases[len(phases)-1] != p {
+			phases = append(phases, p)
+		}
+	}
+	if got, want := strings.Join(phases, " "), "downloading verifying installing rebooting installed"; got != want {
+		t.Errorf("timeline %q, want %q", got, want)
+	}
+	if last := tl[len(tl)-1].Status; last.InstalledVersion != "2" || len(last.Slots) != 2 {
+		t.Errorf("last report %+v, want v2 installed with slots A and B", last)
+	}
+	r, err := fl.Rollout(t.Context(), ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != "completed" || r.Progress[0].Succeeded != 1 {
+		t.Errorf("rollout %+v, want completed with the device succeeded", r)
+	}
+	if err := fl.CheckUI(t.Context(), id, "2"); err != nil {
+		t.Error(err)
+	}
 }
 
 // tamperedCopy copies the repository and lets tamper change the copy.

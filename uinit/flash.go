@@ -19,7 +19,6 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
 	"github.com/lifeboat-update/lifeboat/pkg/mkfs"
-	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
@@ -87,13 +86,14 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 	}
 	f.phase("data")
 
-	fetch, stores, done, err := f.openSource(ctx)
+	fetch, stores, done, err := f.openSource(ctx, false)
 	if err != nil {
 		return "", "", err
 	}
 	defer done()
 
-	if err := f.writeFlashImages(ctx, fetch, l); err != nil {
+	manifest, err := f.writeFlashImages(ctx, fetch, l)
+	if err != nil {
 		return "", "", &phaseError{"boot", err}
 	}
 	if err := f.openEnv(ctx); err != nil {
@@ -117,7 +117,7 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 	}
 	f.res.Slot = string(target)
 	client := &release.Client{State: durable.OS(stateDir), Fetch: fetch, Board: f.board.Name}
-	res, err := install.Install(ctx, client, slots, install.Options{Stores: stores, Progress: &progress.Lines{W: f.console, Step: 25}})
+	res, err := install.Install(ctx, client, slots, install.Options{Stores: stores, Progress: f.progress()})
 	if err != nil {
 		return "", "", err
 	}
@@ -141,7 +141,11 @@ func (f *flow) flash(ctx context.Context) (string, string, error) {
 		f.phase("factory")
 	}
 
-	reg, err := f.writeIdentity(res.Version)
+	server := manifest.Server
+	if f.p.server != "" {
+		server = f.p.server
+	}
+	reg, err := f.writeIdentity(res.Version, server)
 	if err != nil {
 		return "", "", &phaseError{"identity", err}
 	}
@@ -258,36 +262,37 @@ func (f *flow) mkfsData(ctx context.Context, label string) error {
 }
 
 // writeFlashImages writes the partition images the source serves beside
-// the repository. The partition holding the bootloader environment must
-// be among them; slots, data and factory partitions must not.
-func (f *flow) writeFlashImages(ctx context.Context, fetch release.Fetcher, l *board.Layout) error {
+// the repository, and returns their manifest. The partition holding the
+// bootloader environment must be among them; slots, data and factory
+// partitions must not.
+func (f *flow) writeFlashImages(ctx context.Context, fetch release.Fetcher, l *board.Layout) (*flash.Manifest, error) {
 	b, err := fetch.Fetch(ctx, flash.ManifestName, flash.MaxManifestSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := flash.Parse(b)
 	if err != nil {
-		return fmt.Errorf("%s: %w", flash.ManifestName, err)
+		return nil, fmt.Errorf("%s: %w", flash.ManifestName, err)
 	}
 	if m.Board != f.board.Name {
-		return fmt.Errorf("%s is for board %s, this is %s", flash.ManifestName, m.Board, f.board.Name)
+		return nil, fmt.Errorf("%s is for board %s, this is %s", flash.ManifestName, m.Board, f.board.Name)
 	}
 	if _, ok := m.Image(f.board.Bootloader.EnvPartition); !ok {
-		return fmt.Errorf("%s has no image of %s, the partition holding the bootloader environment", flash.ManifestName, f.board.Bootloader.EnvPartition)
+		return nil, fmt.Errorf("%s has no image of %s, the partition holding the bootloader environment", flash.ManifestName, f.board.Bootloader.EnvPartition)
 	}
 	for _, im := range m.Images {
 		p, ok := l.Partition(im.Label)
 		switch {
 		case !ok:
-			return fmt.Errorf("%s: layout %s has no partition %s", flash.ManifestName, f.p.layout, im.Label)
+			return nil, fmt.Errorf("%s: layout %s has no partition %s", flash.ManifestName, f.p.layout, im.Label)
 		case p.Role == board.RoleSlot || p.Role == board.RoleData || p.Role == board.RoleFactory:
-			return fmt.Errorf("%s: partition %s has role %s: it is written from the release, not from an image", flash.ManifestName, im.Label, p.Role)
+			return nil, fmt.Errorf("%s: partition %s has role %s: it is written from the release, not from an image", flash.ManifestName, im.Label, p.Role)
 		}
 		if err := f.writeFlashImage(ctx, fetch, im); err != nil {
-			return fmt.Errorf("%s: %w", im.Label, err)
+			return nil, fmt.Errorf("%s: %w", im.Label, err)
 		}
 	}
-	return nil
+	return m, nil
 }
 
 // writeFlashImage fetches one image and checks it against the manifest,
@@ -377,7 +382,7 @@ func (f *flow) writeFactory(ctx context.Context, label string, s slot.Name, res 
 	st, err := install.WriteImage(ctx, release.PlannedImage{Image: im.Image, Index: im.Index}, dev, install.Options{
 		Stores:   stores,
 		Seeds:    []*assemble.Seed{seed},
-		Progress: &progress.Lines{W: f.console, Step: 25},
+		Progress: f.progress(),
 	})
 	if err != nil {
 		return fmt.Errorf("write %s %s into %s: %w", res.Version, class, label, err)
@@ -398,9 +403,10 @@ func (f *flow) writeFactory(ctx context.Context, label string, s slot.Name, res 
 	return nil
 }
 
-// writeIdentity makes the device's identity, writes it on the partition
-// holding the bootloader environment and returns its registration.
-func (f *flow) writeIdentity(version string) (identity.Registration, error) {
+// writeIdentity makes the device's identity, naming the fleet server
+// server ("" none), writes it on the partition holding the bootloader
+// environment and returns its registration.
+func (f *flow) writeIdentity(version, server string) (identity.Registration, error) {
 	id, from, err := f.deviceID()
 	if err != nil {
 		return identity.Registration{}, err
@@ -409,6 +415,7 @@ func (f *flow) writeIdentity(version string) (identity.Registration, error) {
 	if err != nil {
 		return identity.Registration{}, err
 	}
+	ident.Server = server
 	if err := identity.Write(durable.OS(f.envDir), ident); err != nil {
 		return identity.Registration{}, err
 	}
@@ -416,7 +423,7 @@ func (f *flow) writeIdentity(version string) (identity.Registration, error) {
 	if err != nil {
 		return identity.Registration{}, err
 	}
-	f.say("identity: device %s (%s), token SHA-256 %s, in %s:%s", reg.DeviceID, from, reg.TokenSHA256, f.board.Bootloader.EnvPartition, identity.Name)
+	f.say("identity: device %s (%s), token SHA-256 %s, fleet server %q, in %s:%s", reg.DeviceID, from, reg.TokenSHA256, server, f.board.Bootloader.EnvPartition, identity.Name)
 	return reg, nil
 }
 

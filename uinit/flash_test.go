@@ -202,7 +202,7 @@ func TestFlash(t *testing.T) {
 	srv := httptest.NewServer(http.FileServer(http.Dir(r.dir)))
 	defer srv.Close()
 
-	out, res := d.run(&fakeSources{offered: srv.URL + "/"}, "lifeboat.mode=flash lifeboat.layout=ab lifeboat.device=line-1-0001 lifeboat.after=poweroff")
+	out, res := d.run(&fakeSources{offered: srv.URL + "/"}, "lifeboat.mode=flash lifeboat.layout=ab lifeboat.device=line-1-0001 lifeboat.server=https://fleet.example:8443/ lifeboat.after=poweroff")
 	if !res.OK || res.Mode != "flash" || res.Version != "1" || res.Slot != "A" || res.Source != srv.URL+"/" {
 		t.Fatalf("result %+v\n%s", res, out)
 	}
@@ -257,6 +257,9 @@ func TestFlash(t *testing.T) {
 	id, err := identity.Read(durable.OS(d.espDir()))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if id.Server != "https://fleet.example:8443/" {
+		t.Errorf("identity's server %q, want lifeboat.server='s", id.Server)
 	}
 	reg, err := id.Registration("1")
 	if err != nil {

@@ -9,22 +9,24 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/assemble"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/dmcrypt"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet"
 	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/inplace"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
-	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
@@ -89,6 +91,8 @@ type Result struct {
 	Slot     string `json:"slot,omitempty"` // the slot written
 	Seed     string `json:"seed,omitempty"` // the slot it was seeded from
 	Source   string `json:"source,omitempty"`
+	// Server is the fleet server the device reports to (fleet.go).
+	Server string `json:"server,omitempty"`
 	// FetchedBytes are the chunk bytes read from stores, as stored.
 	FetchedBytes int64 `json:"fetched_bytes"`
 	// ImageBytes are the bytes of the images written.
@@ -170,6 +174,19 @@ type flow struct {
 	// productUUID is the file holding the DMI system UUID, a flash's
 	// device ID when the command line gives none (flash.go); "": none.
 	productUUID string
+
+	// The fleet server (fleet.go): its client, when the identity or
+	// lifeboat.server= names one, and the reporter to it; fleetHTTP and
+	// fleetBackoff, if set, replace the client's HTTP client and first
+	// wait between retries (tests).
+	fleet        *fleet.Client
+	rep          *fleet.Reporter
+	fleetHTTP    *http.Client
+	fleetBackoff time.Duration
+	// What the fleet server's poll said: the release to install (""
+	// the newest), or idle, nothing at all.
+	assigned string
+	idle     bool
 }
 
 func (f *flow) say(format string, args ...any) {
@@ -290,6 +307,7 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	if err := f.openEnv(ctx); err != nil {
 		return "", "", err
 	}
+	f.openFleet()
 	env := f.env
 	stateDir, err := f.openState(ctx)
 	if err != nil {
@@ -299,6 +317,7 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		}
 		return "", "", err
 	}
+	f.startReports(ctx, stateDir)
 	if len(l.Slots(rootClass(l))) == 1 {
 		return f.updateInPlace(ctx, stateDir) // inplace.go
 	}
@@ -318,11 +337,14 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	f.phase("mount")
 
 	// The source.
-	fetch, stores, done, err := f.openSource(ctx)
+	fetch, stores, done, err := f.openSource(ctx, false)
 	if err != nil {
 		return "", "", err
 	}
 	defer done()
+	if f.idle {
+		return f.upToDate(ctx, vars, active, "the fleet server assigns no release")
+	}
 
 	// The install.
 	slots := map[string]string{}
@@ -356,17 +378,15 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		}
 	}
 	client := &release.Client{State: durable.OS(stateDir), Fetch: fetch, Board: f.board.Name}
+	f.tell(ctx, vars, api.PhaseDownloading, 0)
 	res, err := install.Install(ctx, client, slots, install.Options{
+		Version:  f.assigned,
 		Stores:   stores,
 		Seeds:    seeds,
-		Progress: &progress.Lines{W: f.console, Step: 25},
+		Progress: f.progress(),
 	})
 	if errors.Is(err, release.ErrUpToDate) {
-		f.res.UpToDate = true
-		f.res.Slot = string(active)
-		f.say("%v: nothing to write; starting %s", err, active)
-		f.phase("install")
-		return string(active), verityVar(ctx, env, active), nil
+		return f.upToDate(ctx, vars, active, err.Error())
 	}
 	if err != nil {
 		return "", "", err
@@ -382,6 +402,7 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 		}
 	}
 	f.phase("install")
+	f.tell(ctx, vars, api.PhaseInstalling, 0)
 
 	// The switch: the slot's verity argument first (the slot is not in
 	// BOOT_ORDER with tries yet, so a cut here boots the old system),
@@ -394,7 +415,19 @@ func (f *flow) update(ctx context.Context) (string, string, error) {
 	}
 	f.say("bootloader: %s is next, with %d tries", target, slot.DefaultTries)
 	f.phase("switch")
+	f.tell(ctx, vars, api.PhaseRebooting, 0)
 	return string(target), verity, nil
+}
+
+// upToDate ends an update that writes nothing, for why: it starts the
+// active slot, and tells the fleet server the device is idle.
+func (f *flow) upToDate(ctx context.Context, vars *slot.Vars, active slot.Name, why string) (string, string, error) {
+	f.res.UpToDate = true
+	f.res.Slot = string(active)
+	f.say("%s: nothing to write; starting %s", why, active)
+	f.phase("install")
+	f.tell(ctx, vars, api.PhaseIdle, 0)
+	return string(active), verityVar(ctx, f.env, active), nil
 }
 
 // written reports image im of release version, written into slot s, on
@@ -664,7 +697,12 @@ func (f *flow) openEnv(ctx context.Context) error {
 
 // openSource finds the release: a bundle on removable media, or the
 // repository on the network.
-func (f *flow) openSource(ctx context.Context) (release.Fetcher, []store.Store, func(), error) {
+//
+// With a fleet server (fleet.go), the network's repository and release
+// are those its poll assigns; resume says an update in place is under
+// way, which the server's "nothing" must not stop. When the poll assigns
+// nothing, openSource opens no repository and sets f.idle.
+func (f *flow) openSource(ctx context.Context, resume bool) (release.Fetcher, []store.Store, func(), error) {
 	if f.p.source == "usb" || f.p.source == "auto" {
 		dir, done, err := f.src.Bundle(ctx)
 		if err == nil {
@@ -688,9 +726,14 @@ func (f *flow) openSource(ctx context.Context) (release.Fetcher, []store.Store, 
 		return nil, nil, nil, &phaseError{"network", err}
 	}
 	f.phase("network")
-	repo := f.p.repo
+	repo := f.pollFleet(ctx, resume)
+	if f.idle {
+		return nil, nil, func() {}, nil
+	}
 	switch {
 	case repo != "":
+	case f.p.repo != "":
+		repo = f.p.repo
 	case offered != "":
 		repo = offered
 	default:
@@ -734,6 +777,12 @@ func (f *flow) fail(err error) {
 	f.res.Check = check(err)
 	f.res.Error = err.Error()
 	f.say("FAILED (%s): %v", f.res.Check, err)
+	if f.rep == nil && f.fleet != nil {
+		f.rep = fleet.NewReporter(context.Background(), f.fleet, "", f.say)
+	}
+	if f.rep != nil {
+		f.rep.Failed(f.res.Check, err)
+	}
 	if f.recoveryFirst && f.p.mode == FactoryResetMode {
 		f.say("a factory reset is under way: the bootloader boots recovery, which resumes it")
 	} else if f.recoveryFirst {

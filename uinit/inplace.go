@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 	"github.com/lifeboat-update/lifeboat/pkg/inplace"
 	"github.com/lifeboat-update/lifeboat/pkg/install"
-	"github.com/lifeboat-update/lifeboat/pkg/progress"
 	"github.com/lifeboat-update/lifeboat/pkg/release"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/pkg/store"
@@ -75,26 +75,27 @@ func (f *flow) updateInPlace(ctx context.Context, stateDir string) (string, stri
 	f.res.Slot, f.res.Seed = string(target), string(target)
 	f.phase("mount")
 
-	fetch, stores, done, err := f.openSource(ctx)
+	// Journals left behind: an update was under way.
+	resumed, err := f.inplaceLeft(l.Classes())
+	if err != nil {
+		return "", "", &phaseError{"state", err}
+	}
+	fetch, stores, done, err := f.openSource(ctx, resumed)
 	if err != nil {
 		return "", "", err
 	}
 	defer done()
+	if f.idle {
+		return f.upToDate(ctx, vars, target, "the fleet server assigns no release")
+	}
 
 	client := &release.Client{State: durable.OS(stateDir), Fetch: fetch, Board: f.board.Name}
-	plan, err := client.Plan(ctx, l.Classes())
+	plan, err := client.PlanVersion(ctx, l.Classes(), f.assigned)
 	if errors.Is(err, release.ErrUpToDate) {
 		// Recorded as installed: the slot was verified before that. A cut
 		// before the switch leaves journals behind: finish the switch.
-		resumed, err2 := f.inplaceLeft(l.Classes())
-		if err2 != nil {
-			return "", "", &phaseError{"state", err2}
-		}
 		if !resumed {
-			f.res.UpToDate = true
-			f.say("%v: nothing to write; starting %s", err, target)
-			f.phase("install")
-			return string(target), verityVar(ctx, env, target), nil
+			return f.upToDate(ctx, vars, target, err.Error())
 		}
 		f.say("%v, but the switch was cut short: finishing it", err)
 		f.phase("install")
@@ -152,6 +153,7 @@ func (f *flow) updateInPlace(ctx context.Context, stateDir string) (string, stri
 	}
 	f.recoveryFirst = true
 	f.say("bootloader: recovery first until %s is whole and verified", target)
+	f.tell(ctx, vars, api.PhaseDownloading, 0)
 
 	verity := ""
 	for _, jb := range jobs {
@@ -174,6 +176,7 @@ func (f *flow) updateInPlace(ctx context.Context, stateDir string) (string, stri
 		}
 	}
 	f.phase("install")
+	f.tell(ctx, vars, api.PhaseInstalling, 0)
 
 	// The slot's verity argument while recovery is still first, then the
 	// release recorded, then the switch.
@@ -204,6 +207,7 @@ func (f *flow) switchInPlace(ctx context.Context, vars *slot.Vars, target slot.N
 		}
 	}
 	f.phase("switch")
+	f.tell(ctx, vars, api.PhaseRebooting, 0)
 	return string(target), verity, nil
 }
 
@@ -285,7 +289,7 @@ func (f *flow) applyInPlace(ctx context.Context, p *inplace.Plan, dev string, im
 	}
 	j := inplace.Journal{FS: f.dataFS(), Name: inplaceJournal(im.Class)}
 	st, err := inplace.Apply(ctx, p, t, inplace.Sources{Stores: stores}, j, spill, inplace.Options{
-		Progress: &progress.Lines{W: f.console, Step: 25},
+		Progress: f.progress(),
 	})
 	if err != nil {
 		return st, fmt.Errorf("update %s in place: %w", im.Class, err)

@@ -179,7 +179,7 @@ func (d *device) runConsole(src Sources, cmdline string, open func(string) (inpl
 	if d.sysw != nil {
 		sys = d.sysw
 	}
-	f := &flow{sys: sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now, openSlot: open, inplaceRAM: 64 << 10, inplaceCommit: testCommit}
+	f := &flow{sys: sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now, openSlot: open, inplaceRAM: 64 << 10, inplaceCommit: testCommit, fleetBackoff: time.Millisecond}
 	if err := f.run(context.Background(), cmdline); err != nil {
 		d.t.Fatalf("run: %v\n%s", err, console.String())
 	}

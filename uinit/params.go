@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
@@ -14,6 +15,7 @@ type params struct {
 	mode   string // update, wipe, factory-reset, flash, shell
 	source string // auto, net, usb
 	repo   string // repository URL, or "" for DHCP's offer or the board's
+	server string // the fleet server's URL, over the identity's; "" for the identity's
 	layout string
 	after  string // kexec, reboot, poweroff
 	onfail string // shell, poweroff, reboot
@@ -54,6 +56,11 @@ func parseParams(cmdline string) (params, error) {
 			p.source = v
 		case "repo":
 			p.repo = v
+		case "server":
+			if err := api.CheckURL(k, v); err != nil {
+				return p, fmt.Errorf("kernel command line: %w", err)
+			}
+			p.server = v
 		case "layout":
 			p.layout = v
 		case "after":

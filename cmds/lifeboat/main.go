@@ -10,7 +10,7 @@
 //	                 [--workers=N] [--timeout=30s] [--retries=4] [--progress=auto|bar|line|none]
 //	                 [--json] INDEX.caibx TARGET
 //	lifeboat status    BOOTLOADER [--json]
-//	lifeboat mark-good BOOTLOADER [--force] [--json] [SLOT]
+//	lifeboat mark-good BOOTLOADER [--force] [--identity=FILE --version=V] [--json] [SLOT]
 //	lifeboat rollback  BOOTLOADER [--json]
 //	lifeboat env print BOOTLOADER [--slot=S] [--json] [NAME...]
 //	lifeboat env set   BOOTLOADER [--slot=S] NAME=VALUE...

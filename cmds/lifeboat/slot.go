@@ -19,6 +19,8 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/ebg"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/grub"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv/uboot"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet"
+	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
 
@@ -268,22 +270,29 @@ func statusCommand(open opener) cli.Command {
 type MarkGoodResult struct {
 	Marked slot.Name   `json:"marked"`
 	Status slot.Status `json:"status"`
+	// Reported names the fleet server told the release is installed.
+	Reported string `json:"reported,omitempty"`
 }
 
 func markGoodCommand(open opener) cli.Command {
 	return cli.Command{
 		Name:     "mark-good",
-		Usage:    "--bootloader=uboot|grub|ebg [BOOTLOADER FLAGS] [--force] [--json] [SLOT]",
+		Usage:    "--bootloader=uboot|grub|ebg [BOOTLOADER FLAGS] [--force] [--identity=FILE --version=V] [--json] [SLOT]",
 		Synopsis: "record that the booted slot works, so that it keeps booting",
 		Run: func(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
 			bf := addBootFlags(fs)
 			force := fs.Bool("force", false, "mark SLOT good although it is not the booted slot")
+			identityFile := fs.String("identity", "", "the device's identity (lifeboat/identity.json on the ESP): when it names a fleet server, tell it the release is installed")
+			version := fs.String("version", "", "with --identity: the release the marked slot runs")
 			out := cli.JSONFlag(fs)
 			if err := cli.Parse(fs, args); err != nil {
 				return err
 			}
 			if fs.NArg() > 1 {
 				return cli.Usagef("want at most one SLOT")
+			}
+			if (*identityFile == "") != (*version == "") {
+				return cli.Usagef("--identity and --version go together")
 			}
 			return withDevice(ctx, open, bf, func(d *device) error {
 				p := &slot.Policy{Bootloader: d.boot}
@@ -296,12 +305,41 @@ func markGoodCommand(open opener) cli.Command {
 					return err
 				}
 				res := MarkGoodResult{Marked: s, Status: st}
+				if *identityFile != "" {
+					// The slot is good whatever the server hears: a
+					// report that fails is said, not an error.
+					server, err := reportInstalled(ctx, *identityFile, *version, st)
+					if err != nil {
+						fmt.Fprintf(std.Stderr, "lifeboat mark-good: %v\n", err)
+					}
+					res.Reported = server
+				}
 				return out.Result(std.Stdout, res, func(w io.Writer) {
 					fmt.Fprintf(w, "marked %s good; next boot: %s\n", s, st.Next)
+					if res.Reported != "" {
+						fmt.Fprintf(w, "reported %s installed to %s\n", *version, res.Reported)
+					}
 				})
 			})
 		},
 	}
+}
+
+// reportInstalled tells the fleet server the identity in file names, if
+// any, that version is installed, and returns the server told.
+func reportInstalled(ctx context.Context, file, version string, st slot.Status) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	id, err := identity.Parse(b)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", file, err)
+	}
+	if err := fleet.ReportInstalled(ctx, id, nil, version, st); err != nil {
+		return "", err
+	}
+	return id.Server, nil
 }
 
 // RollbackResult is what rollback --json prints.

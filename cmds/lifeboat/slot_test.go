@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/bootenv"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet/fleettest"
+	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 )
 
@@ -313,5 +318,45 @@ func TestEBGBackend(t *testing.T) {
 	}
 	if out := tool(t, printenv, "-f", a); !strings.Contains(out, "FAILED") {
 		t.Errorf("bg_printenv of A after rollback = %q, want FAILED", out)
+	}
+}
+
+// TestMarkGoodReports: with --identity naming a fleet server, mark-good
+// tells it the release is installed; a server that refuses is said, and
+// the slot is good all the same.
+func TestMarkGoodReports(t *testing.T) {
+	srv := &fleettest.Server{}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	id, err := identity.New("dev-1", "qemu-x86_64", strings.NewReader(strings.Repeat("k", identity.TokenSize)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(server string) string {
+		id.Server = server
+		dir := t.TempDir()
+		if err := identity.Write(durable.OS(dir), id); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(dir, filepath.FromSlash(identity.Name))
+	}
+	env := slot.NewMemEnv(trialEnv())
+	code, stdout, stderr := runSlot(t, memOpener(env), "mark-good", cmdline(t, "B"), "--identity="+write(ts.URL), "--version=2")
+	if code != 0 || !strings.Contains(stdout, "reported 2 installed to "+ts.URL) {
+		t.Fatalf("mark-good --identity = exit %d, %q, %q", code, stdout, stderr)
+	}
+	if got := srv.Reports(); len(got) != 1 || got[0].Phase != api.PhaseInstalled || got[0].InstalledVersion != "2" || len(got[0].Slots) != 2 {
+		t.Errorf("the server got %+v, want one report of 2 installed with slots A and B", srv.Reports())
+	}
+	env = slot.NewMemEnv(trialEnv())
+	code, stdout, stderr = runSlot(t, memOpener(env), "mark-good", cmdline(t, "B"), "--identity="+write(ts.URL+"/elsewhere"), "--version=2")
+	if code != 0 || !strings.Contains(stderr, "404") || strings.Contains(stdout, "reported") {
+		t.Errorf("mark-good with a refusing server = exit %d, %q, %q; want exit 0 and the 404 said", code, stdout, stderr)
+	}
+	if v, _ := env.Load(context.Background()); v["BOOT_B_LEFT"] != "3" {
+		t.Errorf("B not marked good: %v", v)
+	}
+	if code, _, stderr := runSlot(t, memOpener(env), "mark-good", cmdline(t, "B"), "--version=2"); code != 2 || !strings.Contains(stderr, "go together") {
+		t.Errorf("mark-good --version alone = exit %d, %q; want a usage error", code, stderr)
 	}
 }

@@ -5,13 +5,16 @@
 // command line gives, mounts it read-only, reads every file in full (a
 // health check: with dm-verity a corrupted block fails the read with EIO
 // instead of returning wrong data), and only then marks the slot good in
-// the bootloader's environment. On any failure it leaves the environment
+// the bootloader's environment; then, when the device's identity names a
+// fleet server, it brings the network up and reports the release
+// installed (pkg/fleet). On any failure it leaves the environment
 // as it was, so that the bootloader falls back.
 //
 // It prints one line a test can parse for each outcome:
 //
 //	LIFEBOAT-DEMO version=<v> slot=<s> verity=ok files=<n> bytes=<n>
 //	LIFEBOAT-DEMO marked-good slot=<s>
+//	LIFEBOAT-DEMO reported installed version=<v> server=<url>
 //	LIFEBOAT-DEMO FAILED: <what>: <error>
 //
 // where <what> starts with "verity" whenever dm-verity refused a block.
@@ -22,6 +25,7 @@
 package demoinit
 
 import (
+	"context"
 	"io"
 	"io/fs"
 
@@ -79,6 +83,11 @@ type Disks interface {
 	FindPartition(label string) (string, error)
 }
 
+// Network brings the network up.
+type Network interface {
+	Up(ctx context.Context) error
+}
+
 // EnvOpener opens the bootloader environment whose partition is mounted
 // at root (board.Board.OpenEnv).
 type EnvOpener interface {
@@ -103,6 +112,9 @@ type Result struct {
 	Stats   Stats
 	// MarkedGood is set once the environment says the slot is good.
 	MarkedGood bool
+	// Reported is set once the fleet server heard the release is
+	// installed.
+	Reported bool
 }
 
 // Failure is Run's error: what failed, and why. Its text is what follows

@@ -1,14 +1,17 @@
 package demoinit
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 	"github.com/lifeboat-update/lifeboat/pkg/dm"
 	"github.com/lifeboat-update/lifeboat/pkg/kmod"
+	"github.com/lifeboat-update/lifeboat/pkg/netup"
 )
 
 // Linux is the running kernel. Its zero value is ready to use.
@@ -81,4 +84,18 @@ func (SysDisks) FindPartition(label string) (string, error) {
 		return "", fmt.Errorf("%s partition %d: no device node: %w", p.Disk, p.Number, blockdev.ErrNotFound)
 	}
 	return p.Path, nil
+}
+
+// NetupNetwork brings the running system's network up with pkg/netup:
+// links up, DHCP on each Ethernet device.
+type NetupNetwork struct {
+	// Timeout bounds the wait for a lease.
+	Timeout time.Duration
+}
+
+var _ Network = NetupNetwork{}
+
+func (n NetupNetwork) Up(ctx context.Context) error {
+	_, err := netup.Up(ctx, netup.Config{ResolvConf: "-", Timeout: n.Timeout})
+	return err
 }

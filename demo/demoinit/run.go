@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,9 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/blockdev"
 	"github.com/lifeboat-update/lifeboat/pkg/board"
 	"github.com/lifeboat-update/lifeboat/pkg/dm"
+	"github.com/lifeboat-update/lifeboat/pkg/durable"
+	"github.com/lifeboat-update/lifeboat/pkg/fleet"
+	"github.com/lifeboat-update/lifeboat/pkg/identity"
 	"github.com/lifeboat-update/lifeboat/pkg/slot"
 	"github.com/lifeboat-update/lifeboat/pkg/verity"
 )
@@ -36,6 +40,12 @@ type Config struct {
 	Console io.Writer // nil: discarded
 	// DiskWait bounds each wait for a partition [DefaultDiskWait].
 	DiskWait time.Duration
+	// Network brings the network up for the report to the fleet server
+	// the identity names (pkg/identity, on the partition holding the
+	// bootloader environment); nil: no network, no report.
+	Network Network
+	// HTTP is the fleet server's client [pkg/fleet's default].
+	HTTP *http.Client
 }
 
 // Run boots the demo system up to the point where it would hand over to
@@ -166,12 +176,43 @@ func (r *runner) run(ctx context.Context, res *Result) error {
 	res.Version, res.Stats = version, st
 	r.sayf("%s version=%s slot=%s verity=ok files=%d bytes=%d", Marker, version, p.Slot, st.Files, st.Bytes)
 
-	if err := r.markGood(ctx, b, l, p.Slot); err != nil {
+	slots, envRoot, err := r.markGood(ctx, b, l, p.Slot)
+	if err != nil {
 		return fail("mark good", err)
 	}
 	res.MarkedGood = true
 	r.sayf("%s marked-good slot=%s", Marker, p.Slot)
+	res.Reported = r.report(ctx, envRoot, version, slots)
 	return nil
+}
+
+// report tells the fleet server the device's identity names, if any,
+// that version booted and is good. A failure is said on the console,
+// never fatal: the slot is good whatever the server hears.
+func (r *runner) report(ctx context.Context, envRoot, version string, st slot.Status) bool {
+	id, err := identity.Read(durable.OS(envRoot))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false
+	case err != nil:
+		r.sayf("demoinit: identity: %v; not reporting", err)
+		return false
+	case id.Server == "":
+		return false
+	case r.c.Network == nil:
+		r.sayf("demoinit: no network to report to %s on", id.Server)
+		return false
+	}
+	if err := r.c.Network.Up(ctx); err != nil {
+		r.sayf("demoinit: network: %v; not reporting to %s", err, id.Server)
+		return false
+	}
+	if err := fleet.ReportInstalled(ctx, id, r.c.HTTP, version, st); err != nil {
+		r.sayf("demoinit: %v", err)
+		return false
+	}
+	r.sayf("%s reported installed version=%s server=%s", Marker, version, id.Server)
+	return true
 }
 
 // verityWhat names a failure of step on the verified slot: "verity" when
@@ -376,13 +417,13 @@ func HealthCheck(ctx context.Context, fsys fs.FS) (Stats, error) {
 }
 
 // markGood marks s good in the bootloader's environment, mounting the
-// partition that holds it first when the board names one.
-func (r *runner) markGood(ctx context.Context, b *board.Board, l *board.Layout, s slot.Name) error {
-	envRoot := ""
+// partition that holds it first when the board names one (at envRoot,
+// which stays mounted), and returns the slots' states after.
+func (r *runner) markGood(ctx context.Context, b *board.Board, l *board.Layout, s slot.Name) (st slot.Status, envRoot string, err error) {
 	if label := b.Bootloader.EnvPartition; label != "" {
 		dev, err := r.waitPartition(ctx, label)
 		if err != nil {
-			return err
+			return st, "", err
 		}
 		fstype := "vfat"
 		if p, ok := l.Partition(label); ok && p.FS != "" {
@@ -390,7 +431,7 @@ func (r *runner) markGood(ctx context.Context, b *board.Board, l *board.Layout, 
 		}
 		envRoot = r.path(EnvMount)
 		if err := r.mkdirMount(dev, envRoot, fstype, false); err != nil {
-			return err
+			return st, "", err
 		}
 	}
 	var opener EnvOpener = b
@@ -399,11 +440,14 @@ func (r *runner) markGood(ctx context.Context, b *board.Board, l *board.Layout, 
 	}
 	env, closer, err := opener.OpenEnv(envRoot)
 	if err != nil {
-		return err
+		return st, envRoot, err
 	}
-	v, err := slot.NewVars(env, slot.WithSlots(Entries(l)...))
+	v, err := slot.NewVars(env, slot.WithSlots(Entries(l)...), slot.WithCmdline(r.path("proc/cmdline")))
 	if err == nil {
 		err = v.MarkGood(ctx, s)
 	}
-	return errors.Join(err, closer.Close())
+	if err == nil {
+		st, err = v.Status(ctx)
+	}
+	return st, envRoot, errors.Join(err, closer.Close())
 }

@@ -86,17 +86,17 @@ func Build(ctx context.Context, opt Options) (*Scenario, error) {
 	}
 	s.Kernel, s.kernel = k.Image(), k
 
+	// New keys, for the repository made anew below.
 	keyDir := filepath.Join(opt.Dir, "keys")
+	if err := os.RemoveAll(keyDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
 		return nil, err
 	}
-	ks := publish.KeySet{}
-	for _, role := range release.Roles {
-		signer, err := release.GenerateKey(filepath.Join(keyDir, role+".key"))
-		if err != nil {
-			return nil, err
-		}
-		ks[role] = []release.Signer{signer}
+	ks, err := publish.GenerateKeySet(keyDir)
+	if err != nil {
+		return nil, err
 	}
 	s.Repo = filepath.Join(opt.Dir, "repo")
 	if err := os.RemoveAll(s.Repo); err != nil {

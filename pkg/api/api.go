@@ -199,14 +199,25 @@ func (p *Poll) Validate() error {
 	if err := checkVersion("release.version", p.Release.Version); err != nil {
 		return err
 	}
-	u, err := url.Parse(p.Release.RepositoryURL)
+	if err := CheckURL("release.repository_url", p.Release.RepositoryURL); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// CheckURL says what is wrong with s, the field named field, as the URL
+// of a server a device talks to (a repository, the fleet server): an
+// http or https URL with a host, at most MaxRepositoryLen bytes. Its
+// error wraps nothing: callers wrap it in their own class.
+func CheckURL(field, s string) error {
+	u, err := url.Parse(s)
 	switch {
-	case len(p.Release.RepositoryURL) > MaxRepositoryLen:
-		return invalid("release.repository_url: %d bytes, the most is %d", len(p.Release.RepositoryURL), MaxRepositoryLen)
+	case len(s) > MaxRepositoryLen:
+		return fmt.Errorf("%s: %d bytes, the most is %d", field, len(s), MaxRepositoryLen)
 	case err != nil:
-		return invalid("release.repository_url: %v", err)
+		return fmt.Errorf("%s: %w", field, err)
 	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return invalid("release.repository_url %q: want an http or https URL", clip(p.Release.RepositoryURL))
+		return fmt.Errorf("%s %q: want an http or https URL", field, clip(s))
 	}
 	return nil
 }

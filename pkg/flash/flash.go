@@ -36,6 +36,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/lifeboat-update/lifeboat/internal/strictjson"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 )
 
 // Dir is the directory beside the repository's metadata and chunks.
@@ -67,6 +68,10 @@ var (
 type Manifest struct {
 	Board  string  `json:"board"`
 	Images []Image `json:"images"`
+	// Server, if set, is the fleet server the flashed devices report to:
+	// written into each one's identity (pkg/identity), unless the
+	// command line's lifeboat.server= names another.
+	Server string `json:"server,omitempty"`
 }
 
 // Image is one partition's raw image: written from the partition's first
@@ -93,6 +98,11 @@ func invalid(format string, args ...any) error {
 func (m *Manifest) Validate() error {
 	if m.Board == "" {
 		return invalid("no board")
+	}
+	if m.Server != "" {
+		if err := api.CheckURL("server", m.Server); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	}
 	seen := map[string]bool{}
 	for i, im := range m.Images {

@@ -91,6 +91,10 @@ func TestParseRejects(t *testing.T) {
 	if _, err := Parse(good); err != nil {
 		t.Fatalf("Parse(golden) = %v", err)
 	}
+	withServer := strings.Replace(string(good), `"board": "qemu-x86_64"`, `"board": "qemu-x86_64", "server": "https://fleet.example/"`, 1)
+	if m, err := Parse([]byte(withServer)); err != nil || m.Server != "https://fleet.example/" {
+		t.Errorf("Parse(with a server) = %+v, %v", m, err)
+	}
 	for _, tc := range []struct{ name, old, new, want string }{
 		{"unknown field", `"size"`, `"bytes"`, "unknown field"},
 		{"no board", `"qemu-x86_64"`, `""`, "no board"},
@@ -100,6 +104,7 @@ func TestParseRejects(t *testing.T) {
 		{"twice", `"label": "boot"`, `"label": "esp"`, "given twice"},
 		{"stored size", `"stored_size": 4242`, `"stored_size": -1`, "stored_size -1"},
 		{"trailing data", "]\n}\n", "]\n}{}", "data after"},
+		{"server", `"board": "qemu-x86_64"`, `"board": "qemu-x86_64", "server": "fleet.example:8080"`, `server "fleet.example:8080": want an http or https URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := strings.Replace(string(good), tc.old, tc.new, 1)
@@ -122,6 +127,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(b)
 	f.Add([]byte(`{"board":"b","images":[]}`))
+	f.Add([]byte(`{"board":"b","images":[],"server":"https://fleet.example/"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {

@@ -10,6 +10,8 @@
 //
 //	lifeboat/identity.json   Identity (mode 0600 where the file system has modes)
 //
+// An identity may name the fleet server the device reports to (Server).
+//
 // The server keeps only the token's SHA-256 (Registration.TokenSHA256,
 // TokenHash), so that its database does not hold what a device presents.
 // The recovery ramdisk writes the file (uinit, lifeboat.mode=flash); the
@@ -27,6 +29,7 @@ import (
 	"regexp"
 
 	"github.com/lifeboat-update/lifeboat/internal/strictjson"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/durable"
 )
 
@@ -52,6 +55,11 @@ type Identity struct {
 	Board    string `json:"board"`
 	// Token is the secret, TokenSize random bytes in lower-case hex.
 	Token string `json:"token"`
+	// Server, if set, is the fleet server the device reports to and
+	// polls for its assigned release: an http or https URL
+	// (pkg/fleet). The flash mode writes it from lifeboat.server= or the
+	// flash manifest; the ramdisk's lifeboat.server= overrides it.
+	Server string `json:"server,omitempty"`
 }
 
 // Registration is what the fleet server stores for a device: its token
@@ -120,6 +128,11 @@ func (id *Identity) Validate() error {
 	}
 	if !hex64RE.MatchString(id.Token) {
 		return invalid("token: want %d bytes in lower-case hex", TokenSize)
+	}
+	if id.Server != "" {
+		if err := api.CheckURL("server", id.Server); err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	}
 	return nil
 }

@@ -68,6 +68,28 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
+// TestServer reads an identity naming its fleet server, and refuses a
+// server that is not an http or https URL.
+func TestServer(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "identity-server.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "https://fleet.example:8443/lifeboat/"; id.Server != want {
+		t.Errorf("Parse(identity-server.json).Server = %q, want %q", id.Server, want)
+	}
+	for _, bad := range []string{"ftp://fleet.example/", "fleet.example:8080", "http://", "http://[::1"} {
+		c := strings.Replace(string(b), "https://fleet.example:8443/lifeboat/", bad, 1)
+		if _, err := Parse([]byte(c)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "server") {
+			t.Errorf("Parse(server %q) = %v, want ErrInvalid naming the server", bad, err)
+		}
+	}
+}
+
 func TestNewWriteRead(t *testing.T) {
 	// A counting reader stands in for crypto/rand: the token is its bytes.
 	id, err := New("0b5e4a3c-9f1d-4c8e-a2b7-6d5f4e3c2b1a", "qemu-arm64", bytes.NewReader([]byte(strings.Repeat("\x00\x01\x02\x03\x04\x05\x06\x07", 4))))
@@ -128,6 +150,10 @@ func TestTokenHash(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	b, err := os.ReadFile(filepath.Join("testdata", "identity.json"))
 	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	if b, err = os.ReadFile(filepath.Join("testdata", "identity-server.json")); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(b)

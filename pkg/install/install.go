@@ -40,6 +40,9 @@ type Options struct {
 	Stores []store.Store
 	// Seeds may share chunks with the images (the running slots).
 	Seeds []*assemble.Seed
+	// Version is the release to install, as a fleet server assigned it
+	// (release.Client.PlanVersion); "" installs the newest.
+	Version string
 	// Workers bounds concurrent fetches; default 8.
 	Workers  int
 	Progress progress.Reporter
@@ -77,22 +80,23 @@ type Result struct {
 	Board   string        `json:"board"`
 	Version string        `json:"version"`
 	Images  []ImageResult `json:"images"`
-	// UpToDate says the newest release was installed already: nothing
+	// UpToDate says the release planned was installed already: nothing
 	// was written.
 	UpToDate bool `json:"up_to_date,omitempty"`
 }
 
-// Install plans the newest release for c's board and writes each of its
-// images into the slot slots names for its class. Nothing is written
-// before the whole plan is verified; each slot is verified after it is
-// written; only then is the release recorded as installed.
+// Install plans the newest release for c's board, or opt.Version, and
+// writes each of its images into the slot slots names for its class.
+// Nothing is written before the whole plan is verified; each slot is
+// verified after it is written; only then is the release recorded as
+// installed.
 func Install(ctx context.Context, c *release.Client, slots map[string]string, opt Options) (*Result, error) {
 	classes := make([]string, 0, len(slots))
 	for class := range slots {
 		classes = append(classes, class)
 	}
 	slices.Sort(classes)
-	plan, err := c.Plan(ctx, classes)
+	plan, err := c.PlanVersion(ctx, classes, opt.Version)
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,29 @@ func (discard) Start(string, int64) {}
 func (discard) Add(int64)           {}
 func (discard) Done()               {}
 
+// Tee returns a Reporter that passes every call to each of rs, in order.
+func Tee(rs ...Reporter) Reporter { return tee(rs) }
+
+type tee []Reporter
+
+func (t tee) Start(what string, total int64) {
+	for _, r := range t {
+		r.Start(what, total)
+	}
+}
+
+func (t tee) Add(n int64) {
+	for _, r := range t {
+		r.Add(n)
+	}
+}
+
+func (t tee) Done() {
+	for _, r := range t {
+		r.Done()
+	}
+}
+
 // Lines prints a line each time another Step percent is done, and at least
 // every Every while work goes on.
 type Lines struct {

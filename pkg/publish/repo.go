@@ -49,6 +49,20 @@ func LoadKeySet(dir string) (KeySet, error) {
 	return ks, nil
 }
 
+// GenerateKeySet makes one new key for each role, in dir/<role>.key: a
+// repository for a test or a demo.
+func GenerateKeySet(dir string) (KeySet, error) {
+	ks := KeySet{}
+	for _, role := range release.Roles {
+		s, err := release.GenerateKey(filepath.Join(dir, role+".key"))
+		if err != nil {
+			return nil, err
+		}
+		ks[role] = []release.Signer{s}
+	}
+	return ks, nil
+}
+
 // signersFor returns the signers of ks that root authorises for role.
 func (ks KeySet) signersFor(root *release.Root, role string) []release.Signer {
 	var out []release.Signer

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/chunk"
@@ -26,9 +27,13 @@ const (
 	stateFile      = "state.json"
 )
 
-// ErrUpToDate reports that the newest release for the board is the one
-// installed.
+// ErrUpToDate reports that the release planned (the newest for the board,
+// or the version asked for) is the one installed.
 var ErrUpToDate = errors.New("already up to date")
+
+// ErrNoRelease reports that the signed targets hold no release of the
+// version asked for, for the device's board.
+var ErrNoRelease = errors.New("no such release")
 
 // state is what a device remembers besides metadata.
 type state struct {
@@ -436,28 +441,31 @@ type PlannedImage struct {
 // release of the device's board. classes are the slot classes the device
 // has: a release with an image for any other class is refused.
 func (c *Client) Plan(ctx context.Context, classes []string) (*Plan, error) {
+	return c.PlanVersion(ctx, classes, "")
+}
+
+// PlanVersion is Plan for release version of the device's board, the one
+// a fleet server assigned; "" means the newest. The server is not trusted
+// for content: the release must be in the signed targets (else an error
+// wrapping ErrNoRelease names it), and rollback protection holds as for
+// the newest (older than installed: ErrRollback; the installed one:
+// ErrUpToDate).
+func (c *Client) PlanVersion(ctx context.Context, classes []string, version string) (*Plan, error) {
 	targets, err := c.Refresh(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var rel *Release
-	for i := range targets.Releases {
-		r := &targets.Releases[i]
-		if r.Board != c.Board {
-			continue
-		}
-		if rel == nil {
-			rel = r
-		} else if cmp, _ := CompareVersions(r.Version, rel.Version); cmp > 0 {
-			rel = r
-		}
-	}
-	if rel == nil {
-		return nil, refuse(ErrWrongBoard, "the repository has no release for board %q", c.Board)
+	rel, err := c.pick(targets, version)
+	if err != nil {
+		return nil, err
 	}
 	t, err := c.load()
 	if err != nil {
 		return nil, err
+	}
+	what := "newest release"
+	if version != "" {
+		what = "release"
 	}
 	if t.st.Installed != "" {
 		cmp, err := CompareVersions(rel.Version, t.st.Installed)
@@ -465,7 +473,7 @@ func (c *Client) Plan(ctx context.Context, classes []string) (*Plan, error) {
 			return nil, err
 		}
 		if cmp < 0 {
-			return nil, refuse(ErrRollback, "newest release %s is older than the installed %s", rel.Version, t.st.Installed)
+			return nil, refuse(ErrRollback, "%s %s is older than the installed %s", what, rel.Version, t.st.Installed)
 		}
 		if cmp == 0 {
 			return nil, fmt.Errorf("release %s: %w", rel.Version, ErrUpToDate)
@@ -493,6 +501,50 @@ func (c *Client) Plan(ctx context.Context, classes []string) (*Plan, error) {
 		plan.Images = append(plan.Images, PlannedImage{Image: im, Index: idx})
 	}
 	return plan, nil
+}
+
+// pick returns the release of version for c's board in targets, or the
+// newest when version is "".
+func (c *Client) pick(targets *Targets, version string) (*Release, error) {
+	var rel *Release
+	var have []string
+	for i := range targets.Releases {
+		r := &targets.Releases[i]
+		if r.Board != c.Board {
+			continue
+		}
+		have = append(have, r.Version)
+		switch {
+		case version != "":
+			if r.Version == version {
+				return r, nil
+			}
+		case rel == nil:
+			rel = r
+		default:
+			if cmp, _ := CompareVersions(r.Version, rel.Version); cmp > 0 {
+				rel = r
+			}
+		}
+	}
+	switch {
+	case len(have) == 0:
+		return nil, refuse(ErrWrongBoard, "the repository has no release for board %q", c.Board)
+	case rel == nil:
+		return nil, fmt.Errorf("%w: release %q of board %s is not in the signed targets v%d (it lists %s)",
+			ErrNoRelease, version, c.Board, targets.Version, strings.Join(have, ", "))
+	}
+	return rel, nil
+}
+
+// InstalledVersion returns the release recorded as installed, or "" for
+// none.
+func (c *Client) InstalledVersion() (string, error) {
+	t, err := c.load()
+	if err != nil {
+		return "", err
+	}
+	return t.st.Installed, nil
 }
 
 // Installed records that version is installed and verified: from now on no

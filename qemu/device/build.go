@@ -122,6 +122,11 @@ type Spec struct {
 	// file system (slash-separated) to the host file to copy there, such
 	// as a slot's index (install.SlotIndexName).
 	DataFiles map[string]string
+	// EnvFiles are more files for the partition holding the bootloader
+	// environment (the ESP, or U-Boot's boot partition): its path there
+	// (slash-separated) to the host file to copy, such as the device's
+	// identity (pkg/identity.Name).
+	EnvFiles map[string]string
 	// GRUBConfig is the grub.cfg to use; "" means the board's
 	// (GRUBConfigFile in its directory).
 	GRUBConfig string
@@ -240,6 +245,14 @@ func (s *Spec) validateContent(l *board.Layout) error {
 		}
 		if err := isFile(s.DataFiles[name]); err != nil {
 			return invalid("data file %s: %v", name, err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.EnvFiles)) {
+		if !fs.ValidPath(name) || name == "." {
+			return invalid("environment partition file %q: want a relative slash path", name)
+		}
+		if err := isFile(s.EnvFiles[name]); err != nil {
+			return invalid("environment partition file %s: %v", name, err)
 		}
 	}
 	if err := s.validateFactory(l); err != nil {
@@ -421,6 +434,9 @@ func build(ctx context.Context, s *Spec, tmp string) (*Disk, error) {
 		return nil, err
 	}
 	espFiles = append(espFiles, ff...)
+	for _, name := range slices.Sorted(maps.Keys(s.EnvFiles)) {
+		espFiles = append(espFiles, [2]string{s.EnvFiles[name], name})
+	}
 	for _, tp := range table.Partitions {
 		p, _ := l.Partition(tp.Name)
 		off, n := table.Extent(tp)

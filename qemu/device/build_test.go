@@ -52,6 +52,11 @@ func TestSpecValidate(t *testing.T) {
 		{"installed without root.json", func(s *device.Spec) { s.RootJSON = nil }, "needs root.json"},
 		{"U-Boot board on amd64", func(s *device.Spec) { s.Board = &uboot }, "U-Boot disks for arm64"},
 		{"grubenv elsewhere", func(s *device.Spec) { s.Board = &otherEnv }, "env_file"},
+		{"environment partition file", func(s *device.Spec) { s.EnvFiles = map[string]string{"lifeboat/identity.json": slot} }, ""},
+		{"environment partition file outside", func(s *device.Spec) { s.EnvFiles = map[string]string{"../identity.json": slot} }, `"../identity.json"`},
+		{"missing environment partition file", func(s *device.Spec) {
+			s.EnvFiles = map[string]string{"lifeboat/identity.json": filepath.Join(dir, "nope")}
+		}, "lifeboat/identity.json"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := valid()

@@ -8,7 +8,9 @@
 //
 // It mounts /proc, /sys and /dev, loads /etc/lifeboat/modules.order,
 // opens the booted slot through dm-verity, reads every file of it, marks
-// the slot good in the bootloader's environment and powers off (see
+// the slot good in the bootloader's environment, reports the release
+// installed to the fleet server the device's identity names, if any
+// (bringing the network up with DHCP), and powers off (see
 // package demo/demoinit). It runs only as PID 1: anywhere else it would
 // power the machine off.
 package main
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/lifeboat-update/lifeboat/demo/demoinit"
 )
@@ -50,6 +53,7 @@ func run(ctx context.Context, args []string, stdout io.Writer, pid int) error {
 		Kernel:  k,
 		Disks:   demoinit.SysDisks{},
 		Console: stdout,
+		Network: demoinit.NetupNetwork{Timeout: 30 * time.Second},
 	})
 	return demoinit.End(k, res.Params.Action)
 }
