@@ -97,6 +97,7 @@ func (f *flow) pollFleet(ctx context.Context, resume bool) string {
 		f.say("%v: falling back to the repository of the command line, DHCP or the board, and its newest release", err)
 		return ""
 	}
+	f.reportInventory(ctx)
 	if p.Release == nil {
 		if resume {
 			f.say("the fleet server assigns no release, but an update in place is under way: finishing it from the repository of the command line, DHCP or the board")
@@ -134,4 +135,17 @@ func (f *flow) tell(ctx context.Context, vars *slot.Vars, phase api.Phase, progr
 		}
 	}
 	f.rep.Report(st)
+}
+
+// reportInventory tells the fleet server what the device is, once a poll
+// found it answering: the board, its layout, the kernel and what runs the
+// update. A report that fails is said and forgotten.
+func (f *flow) reportInventory(ctx context.Context) {
+	attrs := map[string]string{"board": f.board.Name, "layout": f.p.layout, "updater": "lifeboat-ramdisk"}
+	if f.kernel != "" {
+		attrs["kernel"] = f.kernel
+	}
+	if err := f.fleet.ReportInventory(ctx, api.Inventory{Attributes: attrs}); err != nil {
+		f.say("inventory: %v", err)
+	}
 }

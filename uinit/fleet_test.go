@@ -92,6 +92,11 @@ func TestFleetUpdate(t *testing.T) {
 		t.Fatalf("timeline with nothing assigned = %+v, %v; want one idle report with slots A and B", tl, err)
 	}
 	seen := tl[0].ID
+	dev, err := fs.Device(t.Context(), "dev-1")
+	wantAttrs := map[string]string{"board": "qemu-x86_64", "layout": "ab", "kernel": testKernel, "updater": "lifeboat-ramdisk"}
+	if err != nil || fmt.Sprint(dev.Attributes) != fmt.Sprint(wantAttrs) {
+		t.Errorf("inventory after a poll = %v, %v; want %v", dev.Attributes, err, wantAttrs)
+	}
 
 	ro, err := fs.StartRollout(t.Context(), "qemu-x86_64", "2", "id=dev-1")
 	if err != nil {
@@ -224,6 +229,9 @@ func TestFleetInPlace(t *testing.T) {
 	}
 	if got, want := fmt.Sprint(ff.Phases()), "[downloading verifying installing rebooting]"; got != want {
 		t.Errorf("reported phases %s, want %s", got, want)
+	}
+	if inv := ff.Inventory(); inv == nil || inv.Attributes["layout"] != "small" || inv.Attributes["kernel"] != testKernel {
+		t.Errorf("inventory %+v, want layout small and kernel %s", inv, testKernel)
 	}
 
 	// Nothing assigned: nothing written.

@@ -171,6 +171,10 @@ type flow struct {
 	// being rewritten.
 	recoveryFirst bool
 
+	// kernel is the running kernel's release, for the fleet server's
+	// inventory; "": unknown.
+	kernel string
+
 	// productUUID is the file holding the DMI system UUID, a flash's
 	// device ID when the command line gives none (flash.go); "": none.
 	productUUID string

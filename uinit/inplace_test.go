@@ -171,6 +171,9 @@ func (d *device) runWith(src Sources, cmdline string, open func(string) (inplace
 
 // runConsole runs the flow with the in-place seam set and returns its
 // console too.
+// testKernel is the kernel release the test flows report.
+const testKernel = "6.1.0-test"
+
 func (d *device) runConsole(src Sources, cmdline string, open func(string) (inplace.Target, io.Closer, error)) (string, Result) {
 	d.t.Helper()
 	var console bytes.Buffer
@@ -179,7 +182,7 @@ func (d *device) runConsole(src Sources, cmdline string, open func(string) (inpl
 	if d.sysw != nil {
 		sys = d.sysw
 	}
-	f := &flow{sys: sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now, openSlot: open, inplaceRAM: 64 << 10, inplaceCommit: testCommit, fleetBackoff: time.Millisecond}
+	f := &flow{sys: sys, src: src, board: d.board, etc: d.etc, console: &console, now: time.Now, openSlot: open, inplaceRAM: 64 << 10, inplaceCommit: testCommit, fleetBackoff: time.Millisecond, kernel: testKernel}
 	if err := f.run(context.Background(), cmdline); err != nil {
 		d.t.Fatalf("run: %v\n%s", err, console.String())
 	}

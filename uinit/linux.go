@@ -188,3 +188,12 @@ func procStats() (uptime float64, peakRSS int64) {
 	}
 	return uptime, peakRSS
 }
+
+// kernelRelease is the running kernel's release (uname -r), or "".
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -37,6 +37,7 @@ func main() {
 		stats:   procStats,
 
 		productUUID: DefaultProductUUID,
+		kernel:      kernelRelease(),
 	}
 	if err := f.run(context.Background(), string(cmdline)); err != nil {
 		fmt.Fprintf(os.Stderr, "lifeboat: %v\n", err)

@@ -1,7 +1,7 @@
 // Package fleettest is a fake fleet server for the tests of the device
 // side (pkg/fleet and its users): it answers polls with a fixed answer
-// and records the status reports it is sent, decoded as the real server
-// decodes them. Tests that need the real server's behaviour (ETags,
+// and records the status and inventory reports it is sent, decoded as
+// the real server decodes them. Tests that need the real server's behaviour (ETags,
 // rollouts) use pkg/server/servertest instead.
 package fleettest
 
@@ -14,8 +14,8 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 )
 
-// Server is an http.Handler serving the device API's poll and status
-// report. Its zero value answers polls with no release, every 60 s.
+// Server is an http.Handler serving the device API's poll, status
+// report and inventory. Its zero value answers polls with no release, every 60 s.
 type Server struct {
 	// Token, if set, is the only bearer token accepted (others: 401).
 	Token string
@@ -24,6 +24,7 @@ type Server struct {
 	poll    *api.Poll
 	fail    bool
 	reports []api.Status
+	inv     *api.Inventory
 }
 
 // SetPoll sets the poll's answer.
@@ -45,6 +46,13 @@ func (s *Server) Reports() []api.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.reports)
+}
+
+// Inventory returns the last inventory received, or nil.
+func (s *Server) Inventory() *api.Inventory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inv
 }
 
 // Phases returns the phases reported, each run of the same phase once.
@@ -86,6 +94,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.reports = append(s.reports, st)
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodPut && r.URL.Path == "/api/v1/device/inventory":
+		var inv api.Inventory
+		if err := api.Decode(r.Body, api.MaxBodySize, &inv); err != nil {
+			writeError(w, http.StatusBadRequest, api.CodeBadRequest, err.Error())
+			return
+		}
+		s.inv = &inv
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		writeError(w, http.StatusNotFound, api.CodeNotFound, "no endpoint "+r.Method+" "+r.URL.Path)
