@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,6 +167,110 @@ func (s *DB) RegisterDevice(ctx context.Context, d Device, ev Event) error {
 		}
 		return record(ctx, tx, ev)
 	})
+}
+
+// RegisterDevices implements Devices: the registered devices are looked
+// for first, so that the error can name the first clash, then ds are
+// inserted insertRows to a statement.
+func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := clashes(ctx, tx, ds); err != nil {
+			return err
+		}
+		for start := 0; start < len(ds); start += insertRows {
+			if err := insertDevices(ctx, tx, ds[start:min(start+insertRows, len(ds))]); err != nil {
+				return err
+			}
+		}
+		return record(ctx, tx, ev)
+	})
+}
+
+// insertRows bounds the rows of one INSERT: 6 arguments each, within
+// SQLite's 32,766 and PostgreSQL's 65,535.
+const insertRows = 1000
+
+// clashes names the first device of ds whose ID or token is registered,
+// or given earlier in ds.
+func clashes(ctx context.Context, tx *sql.Tx, ds []Device) error {
+	ids := make(map[string]int, len(ds))
+	tokens := make(map[string]int, len(ds))
+	for i, d := range ds {
+		if j, ok := ids[d.ID]; ok {
+			return fmt.Errorf("devices[%d] (%s): %w (its ID is given at devices[%d] too)", i, d.ID, ErrExists, j)
+		}
+		if j, ok := tokens[d.TokenSHA256]; ok {
+			return fmt.Errorf("devices[%d] (%s): %w (its token is given at devices[%d] too)", i, d.ID, ErrExists, j)
+		}
+		ids[d.ID], tokens[d.TokenSHA256] = i, i
+	}
+	takenID, takenToken := map[string]bool{}, map[string]bool{}
+	for start := 0; start < len(ds); start += insertRows {
+		batch := ds[start:min(start+insertRows, len(ds))]
+		args := make([]any, 0, 2*len(batch))
+		for _, d := range batch {
+			args = append(args, d.ID)
+		}
+		for _, d := range batch {
+			args = append(args, d.TokenSHA256)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+placeholders(1, len(batch))+`)
+			OR token_sha256 IN (`+placeholders(len(batch)+1, len(batch))+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("registered devices: %w", err)
+		}
+		for rows.Next() {
+			var id, token string
+			if err := rows.Scan(&id, &token); err != nil {
+				rows.Close()
+				return err
+			}
+			takenID[id], takenToken[token] = true, true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("registered devices: %w", err)
+		}
+	}
+	for i, d := range ds {
+		switch {
+		case takenID[d.ID]:
+			return fmt.Errorf("devices[%d] (%s): %w (its ID is registered)", i, d.ID, ErrExists)
+		case takenToken[d.TokenSHA256]:
+			return fmt.Errorf("devices[%d] (%s): %w (its token is registered to another device)", i, d.ID, ErrExists)
+		}
+	}
+	return nil
+}
+
+// insertDevices adds ds in one statement.
+func insertDevices(ctx context.Context, tx *sql.Tx, ds []Device) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version) VALUES `)
+	args := make([]any, 0, 6*len(ds))
+	for i, d := range ds {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(" + placeholders(len(args)+1, 6) + ")")
+		args = append(args, d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("devices %s to %s: %w", ds[0].ID, ds[len(ds)-1].ID, err)
+	}
+	return nil
+}
+
+// placeholders returns n placeholders from $first: "$3, $4, $5".
+func placeholders(first, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(first+i))
+	}
+	return b.String()
 }
 
 const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status`

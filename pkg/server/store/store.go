@@ -107,6 +107,11 @@ type Devices interface {
 	// RegisterDevice adds d, recording ev. A device with the same ID or
 	// token is ErrExists.
 	RegisterDevice(ctx context.Context, d Device, ev Event) error
+	// RegisterDevices adds ds, all or none, recording ev once. When a
+	// device's ID or token is registered, or given twice in ds, nothing
+	// is added and the error, ErrExists, names the first such device by
+	// its index in ds and its ID.
+	RegisterDevices(ctx context.Context, ds []Device, ev Event) error
 	// Device returns the device with id, with its attributes, or
 	// ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
