@@ -21,8 +21,17 @@ import (
 // below; what differs between them is in their dialect, chosen once by
 // Open.
 type DB struct {
-	db *sql.DB
-	d  dialect
+	db   *sql.DB
+	d    dialect
+	seen *seenBuffer
+}
+
+// newDB returns the store over db, writing the times Seen records every
+// SeenInterval until Close.
+func newDB(db *sql.DB, d dialect) *DB {
+	s := &DB{db: db, d: d, seen: newSeenBuffer()}
+	go s.seenLoop()
+	return s
 }
 
 var _ Store = (*DB)(nil)
@@ -88,8 +97,15 @@ func pool(db *sql.DB) *sql.DB {
 	return db
 }
 
-// Close closes the database.
-func (s *DB) Close() error { return s.db.Close() }
+// Close writes the last_seen times recorded and not written yet, and
+// closes the database.
+func (s *DB) Close() error {
+	s.seen.stopOnce.Do(func() { close(s.seen.stop) })
+	<-s.seen.done
+	ctx, cancel := context.WithTimeout(context.Background(), 10*SeenInterval)
+	defer cancel()
+	return errors.Join(s.flushSeen(ctx), s.db.Close())
+}
 
 // nanos and fromNanos store times as Unix nanoseconds, NULL for zero.
 func nanos(t time.Time) sql.NullInt64 {
@@ -169,14 +185,17 @@ func (s *DB) RegisterDevice(ctx context.Context, d Device, ev Event) error {
 	})
 }
 
-// RegisterDevices implements Devices: the registered devices are looked
-// for first, so that the error can name the first clash, then ds are
-// inserted insertRows to a statement.
+// RegisterDevices implements Devices. The devices are inserted
+// insertRows to a statement without looking for those registered first:
+// on PostgreSQL, serializable transactions that read the devices' indexes
+// clash with each other (and run again, and again) when several batches
+// are registered at once. Only when an insert is refused is the clash
+// looked for, to be named.
 func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := clashes(ctx, tx, ds); err != nil {
-			return err
-		}
+	if err := givenTwice(ds); err != nil {
+		return err
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < len(ds); start += insertRows {
 			if err := insertDevices(ctx, tx, ds[start:min(start+insertRows, len(ds))]); err != nil {
 				return err
@@ -184,15 +203,23 @@ func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
 		}
 		return record(ctx, tx, ev)
 	})
+	if !s.d.uniqueViolation(err) {
+		return err
+	}
+	if err := registered(ctx, s.db, ds); err != nil {
+		return err
+	}
+	return fmt.Errorf("devices %s to %s: %w (one of them was registered meanwhile)", ds[0].ID, ds[len(ds)-1].ID, ErrExists)
 }
 
-// insertRows bounds the rows of one INSERT: 6 arguments each, within
-// SQLite's 32,766 and PostgreSQL's 65,535.
+// insertRows bounds the rows of one INSERT, and the devices of one
+// look-up: 6 arguments each, within SQLite's 32,766 and PostgreSQL's
+// 65,535.
 const insertRows = 1000
 
-// clashes names the first device of ds whose ID or token is registered,
-// or given earlier in ds.
-func clashes(ctx context.Context, tx *sql.Tx, ds []Device) error {
+// givenTwice names the first device of ds whose ID or token is given
+// earlier in ds.
+func givenTwice(ds []Device) error {
 	ids := make(map[string]int, len(ds))
 	tokens := make(map[string]int, len(ds))
 	for i, d := range ds {
@@ -204,6 +231,12 @@ func clashes(ctx context.Context, tx *sql.Tx, ds []Device) error {
 		}
 		ids[d.ID], tokens[d.TokenSHA256] = i, i
 	}
+	return nil
+}
+
+// registered names the first device of ds whose ID or token is
+// registered: nil when none is.
+func registered(ctx context.Context, q querier, ds []Device) error {
 	takenID, takenToken := map[string]bool{}, map[string]bool{}
 	for start := 0; start < len(ds); start += insertRows {
 		batch := ds[start:min(start+insertRows, len(ds))]
@@ -214,7 +247,7 @@ func clashes(ctx context.Context, tx *sql.Tx, ds []Device) error {
 		for _, d := range batch {
 			args = append(args, d.TokenSHA256)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+placeholders(1, len(batch))+`)
+		rows, err := q.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+placeholders(1, len(batch))+`)
 			OR token_sha256 IN (`+placeholders(len(batch)+1, len(batch))+`)`, args...)
 		if err != nil {
 			return fmt.Errorf("registered devices: %w", err)
@@ -305,6 +338,7 @@ func (s *DB) Device(ctx context.Context, id string) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s: %w", id, err)
 	}
+	s.overlaySeen(&d)
 	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM device_attributes WHERE device_id = $1`, id)
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s attributes: %w", id, err)
@@ -380,11 +414,6 @@ func updateDevice(ctx context.Context, ex interface {
 		return fmt.Errorf("device %s: %w", id, ErrNotFound)
 	}
 	return nil
-}
-
-// Seen implements Reports.
-func (s *DB) Seen(ctx context.Context, id string, at time.Time) error {
-	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2 WHERE id = $1`, at.UnixNano())
 }
 
 // ReportStatus implements Reports. The report goes to the device's

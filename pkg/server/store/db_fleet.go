@@ -51,7 +51,12 @@ func compileFilter(ctx context.Context, q querier, e filter.Expr, now time.Time,
 }
 
 // SearchDevices implements Fleet.
+// The last_seen times recorded are written first, for the filter and the
+// answer to see them.
 func (s *DB) SearchDevices(ctx context.Context, e filter.Expr, now time.Time, after string, limit int) ([]Device, error) {
+	if err := s.flushSeen(ctx); err != nil {
+		return nil, err
+	}
 	c, err := compileFilter(ctx, s.db, e, now, 3)
 	if err != nil {
 		return nil, err
@@ -292,7 +297,12 @@ func waveOrder(ids []string) {
 }
 
 // CreateRollout implements Fleet.
+// The last_seen times recorded are written first, for the target to
+// see them.
 func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, ev Event) (Rollout, error) {
+	if err := s.flushSeen(ctx); err != nil {
+		return r, err
+	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM releases WHERE board = $1 AND version = $2`, r.Board, r.Version).Scan(&one)

@@ -336,7 +336,6 @@ func testReports(t *testing.T, dsn string) {
 		t.Errorf("dev-2 changed by dev-1's reports: %+v", other)
 	}
 	for name, err := range map[string]error{
-		"Seen":            s.Seen(ctx, "nope", seen),
 		"ReportStatus":    s.ReportStatus(ctx, "nope", st, seen),
 		"ReportInventory": s.ReportInventory(ctx, "nope", map[string]string{"a": "b"}, seen),
 	} {

@@ -50,5 +50,5 @@ func openSQLite(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &DB{db: db, d: sqliteDialect}, nil
+	return newDB(db, sqliteDialect), nil
 }

@@ -126,6 +126,9 @@ type Devices interface {
 // Reports holds what devices report about themselves. Each call marks the
 // device seen at at; a device that is not there is ErrNotFound.
 type Reports interface {
+	// Seen marks id seen at at, and only that: a store may write it
+	// later (DB: within SeenInterval, reads through it seeing it at
+	// once), and drop it then for a device that is not there.
 	Seen(ctx context.Context, id string, at time.Time) error
 	// ReportStatus stores st as id's status, and its installed version.
 	ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error
