@@ -21,15 +21,16 @@ import (
 // below; what differs between them is in their dialect, chosen once by
 // Open.
 type DB struct {
-	db   *sql.DB
-	d    dialect
-	seen *seenBuffer
+	db     *sql.DB
+	d      dialect
+	seen   *seenBuffer
+	assign *assignmentCache
 }
 
 // newDB returns the store over db, writing the times Seen records every
 // SeenInterval until Close.
 func newDB(db *sql.DB, d dialect) *DB {
-	s := &DB{db: db, d: d, seen: newSeenBuffer()}
+	s := &DB{db: db, d: d, seen: newSeenBuffer(), assign: newAssignmentCache(time.Now)}
 	go s.seenLoop()
 	return s
 }
@@ -308,6 +309,9 @@ func placeholders(first, n int) string {
 
 const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status`
 
+// authColumns are deviceColumns without the status, for scanDevice.
+const authColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, NULL`
+
 type scanner interface{ Scan(dest ...any) error }
 
 func scanDevice(row scanner) (Device, error) {
@@ -359,9 +363,10 @@ func (s *DB) Device(ctx context.Context, id string) (Device, error) {
 	return d, err
 }
 
-// DeviceByToken implements Devices.
+// DeviceByToken implements Devices. It reads no status: authenticating
+// a device, at every request, needs none.
 func (s *DB) DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_sha256 = $1`, tokenSHA256))
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+authColumns+` FROM devices WHERE token_sha256 = $1`, tokenSHA256))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Device{}, fmt.Errorf("device token: %w", ErrNotFound)
 	}
@@ -424,7 +429,8 @@ func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	moved := false
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
 			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
 			return err
@@ -432,11 +438,15 @@ func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time
 		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
 			return fmt.Errorf("device %s report: %w", id, err)
 		}
-		if err := reportToRollout(ctx, tx, id, st, at); err != nil {
+		if moved, err = reportToRollout(ctx, tx, id, st, at); err != nil {
 			return fmt.Errorf("device %s rollout: %w", id, err)
 		}
 		return nil
 	})
+	if err == nil && moved {
+		s.assign.invalidate()
+	}
+	return err
 }
 
 // ReportInventory implements Reports.

@@ -93,3 +93,45 @@ func testSeen(t *testing.T, dsn string) {
 		t.Errorf("last seen of dev-1 after Close = %v, want %v", got, t4)
 	}
 }
+
+// TestAssignmentOtherServer: a rollout started through another server
+// sharing the database is seen once the assignments held are older than
+// AssignmentTTL; one started through the same store, at once.
+func TestAssignmentOtherServer(t *testing.T) { storetest.Run(t, testAssignmentOtherServer) }
+
+func testAssignmentOtherServer(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s, other := openDB(t, dsn), openDB(t, dsn)
+	now := t0
+	s.assign.now = func() time.Time { return now }
+	if err := s.RegisterDevice(ctx, device("dev-1", 'a'), event("device.register", "dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddReleases(ctx, []Release{{Board: "qemu-x86_64", Version: "2.0", Repository: "main", Created: t0, Indexes: []string{}}}, event("release.publish", "")); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Assignment(ctx, "dev-1"); a != nil || err != nil {
+		t.Fatalf("Assignment before any rollout = %+v, %v; want none", a, err)
+	}
+	ro, err := other.CreateRollout(ctx, Rollout{Board: "qemu-x86_64", Version: "2.0", Target: "", Waves: []Wave{{Percent: 100}},
+		SuccessThreshold: 1, ErrorThreshold: 1, Created: t0}, nil, event("rollout.create", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.SetRolloutState(ctx, ro.ID, Start, event("rollout.start", "")); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Assignment(ctx, "dev-1"); a != nil {
+		t.Errorf("Assignment right after another server started the rollout = %+v, want none yet (held)", a)
+	}
+	now = now.Add(AssignmentTTL)
+	if a, err := s.Assignment(ctx, "dev-1"); err != nil || a == nil || a.Version != "2.0" {
+		t.Errorf("Assignment %v later = %+v, %v; want release 2.0", AssignmentTTL, a, err)
+	}
+	if _, err := s.SetRolloutState(ctx, ro.ID, Pause, event("rollout.pause", "")); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := s.Assignment(ctx, "dev-1"); a != nil {
+		t.Errorf("Assignment right after this store paused the rollout = %+v, want none", a)
+	}
+}

@@ -116,7 +116,8 @@ type Devices interface {
 	// ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceByToken returns the device whose token has the SHA-256
-	// tokenSHA256 (revoked or not), or ErrNotFound.
+	// tokenSHA256 (revoked or not), without its status, attributes and
+	// tags, or ErrNotFound.
 	DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error)
 	// RevokeDevice revokes id's token at ev.At, recording ev:
 	// ErrNotFound, or ErrRevoked when it is already.
