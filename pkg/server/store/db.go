@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
@@ -25,6 +26,8 @@ type DB struct {
 	d      dialect
 	seen   *seenBuffer
 	assign *assignmentCache
+	// writers queues the writers when the dialect takes one at a time.
+	writers sync.Mutex
 }
 
 // newDB returns the store over db, writing the times Seen records every
@@ -54,6 +57,11 @@ type dialect struct {
 	// retry says whether a transaction that failed with err may succeed
 	// when run again (a serialization failure, a deadlock).
 	retry func(err error) bool
+	// oneWriter says the database takes one writer at a time: DB queues
+	// its writers itself (writers), in order, rather than have them poll
+	// for the lock, where under load one could lose to the others until
+	// its busy timeout (SQLITE_BUSY).
+	oneWriter bool
 }
 
 // migration returns the text of a migration as the dialect runs it.
@@ -147,6 +155,7 @@ func (s *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 }
 
 func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	defer s.writing()()
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: s.d.isolation})
 	if err != nil {
 		return err
@@ -156,6 +165,16 @@ func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// writing waits for the database's writer's turn, when it takes one at a
+// time, and returns what ends it.
+func (s *DB) writing() (done func()) {
+	if !s.d.oneWriter {
+		return func() {}
+	}
+	s.writers.Lock()
+	return s.writers.Unlock
 }
 
 func record(ctx context.Context, tx *sql.Tx, ev Event) error {

@@ -103,7 +103,9 @@ func (s *DB) flushSeen(ctx context.Context) error {
 	slices.Sort(ids)
 	var err error
 	for start := 0; start < len(ids) && err == nil; start += seenRows {
+		done := s.writing()
 		err = writeSeen(ctx, s.db, ids[start:min(start+seenRows, len(ids))], batch)
+		done()
 	}
 	b.mu.Lock()
 	if err != nil {
