@@ -120,16 +120,19 @@ func TestRegistrationValidate(t *testing.T) {
 	} {
 		r := validReg()
 		tc.mod(&r)
-		err := r.Validate()
-		if tc.msg == "" {
-			if err != nil {
-				t.Errorf("%s: Validate = %v, want nil", tc.name, err)
-			}
-			continue
-		}
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("%s: Validate = %v, want ErrInvalid naming %q", tc.name, err, tc.msg)
-		}
+		checkValidate(t, tc.name, r.Validate(), tc.msg)
+	}
+}
+
+// checkValidate checks what Validate said of case name: nil for msg "",
+// else ErrInvalid naming msg.
+func checkValidate(t *testing.T, name string, err error, msg string) {
+	t.Helper()
+	switch {
+	case msg == "" && err != nil:
+		t.Errorf("%s: Validate = %v, want nil", name, err)
+	case msg != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), msg)):
+		t.Errorf("%s: Validate = %v, want ErrInvalid naming %q", name, err, msg)
 	}
 }
 
@@ -160,16 +163,7 @@ func TestBulkRegistrationValidate(t *testing.T) {
 	} {
 		b := BulkRegistration{Devices: tc.regs}
 		tc.mod(b.Devices)
-		err := b.Validate()
-		if tc.msg == "" {
-			if err != nil {
-				t.Errorf("%s: Validate = %v, want nil", tc.name, err)
-			}
-			continue
-		}
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("%s: Validate = %v, want ErrInvalid naming %q", tc.name, err, tc.msg)
-		}
+		checkValidate(t, tc.name, b.Validate(), tc.msg)
 	}
 }
 
