@@ -5,14 +5,15 @@
 // Synopsis:
 //
 //	lifeboat-loadgen register --server=URL --token-file=PATH [--devices=1000000]
-//	                          [--seed=S] [--board=B] [--version=V] [--workers=64] [--json]
+//	                          [--seed=S] [--board=B] [--version=V] [--batch=1000] [--workers=4] [--json]
 //	lifeboat-loadgen run --server=URL [--devices=1000000] [--seed=S] [--rate=3000]
 //	                     [--duration=60s] [--status-share=0.1] [--workers=512] [--json]
 //
-// register registers --devices devices through POST /api/v1/devices with
-// the operator (or admin) token in --token-file, --workers at a time, and
-// prints how long that took; a device registered before counts as
-// existing. Each device's ID and token are derived from --seed and its
+// register registers --devices devices through POST /api/v1/devices/bulk
+// with the operator (or admin) token in --token-file, --batch devices to a
+// request, --workers requests at a time, and prints how long that took; a
+// device registered before counts as existing (its batch is sent again a
+// device at a time). Each device's ID and token are derived from --seed and its
 // number, so run needs only the same --seed and --devices.
 //
 // run drives the devices' API at --rate requests per second for
@@ -40,13 +41,14 @@ import (
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/internal/cli"
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 	"github.com/lifeboat-update/lifeboat/pkg/server/loadgen"
 )
 
 var commands = []cli.Command{
 	{
 		Name:     "register",
-		Usage:    "--server=URL --token-file=PATH [--devices=N] [--seed=S] [--board=B] [--version=V] [--workers=N] [--json]",
+		Usage:    "--server=URL --token-file=PATH [--devices=N] [--seed=S] [--board=B] [--version=V] [--batch=N] [--workers=N] [--json]",
 		Synopsis: "register the simulated devices through the API",
 		Run:      runRegister,
 	},
@@ -72,7 +74,8 @@ var ErrFailed = errors.New("requests failed")
 
 func runRegister(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
 	var c loadgen.Config
-	fleetFlags(fs, &c, 64)
+	fleetFlags(fs, &c, 4)
+	fs.IntVar(&c.Batch, "batch", api.MaxBulkRegistrations, "devices registered by one request")
 	tokenFile := fs.String("token-file", "", "file holding an operator or admin token")
 	out := cli.JSONFlag(fs)
 	if err := parse(fs, args, &c); err != nil {

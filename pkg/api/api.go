@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -166,6 +167,53 @@ type Enrollment struct {
 
 // Validate checks every field.
 func (e *Enrollment) Validate() error { return checkBoardVersion(e.Board, e.Version) }
+
+// Limits on a bulk registration.
+const (
+	// MaxBulkRegistrations bounds the devices one BulkRegistration
+	// registers.
+	MaxBulkRegistrations = 1000
+	// MaxBulkBodySize bounds its body: room for MaxBulkRegistrations
+	// registrations of the longest IDs, boards, versions and expiries.
+	MaxBulkBodySize = 1 << 20
+)
+
+// BulkRegistration registers many devices at once, all or none: a line
+// station's batch.
+type BulkRegistration struct {
+	Devices []Registration `json:"devices"`
+}
+
+// Validate checks every registration, and that no device ID or token
+// hash is given twice; errors name the first bad entry by its index and
+// ID.
+func (b *BulkRegistration) Validate() error {
+	if len(b.Devices) == 0 || len(b.Devices) > MaxBulkRegistrations {
+		return invalid("%d devices: want 1 to %d", len(b.Devices), MaxBulkRegistrations)
+	}
+	ids := make(map[string]int, len(b.Devices))
+	tokens := make(map[string]int, len(b.Devices))
+	for i := range b.Devices {
+		r := &b.Devices[i]
+		if err := r.Validate(); err != nil {
+			return invalid("devices[%d] (%s): %s", i, clip(r.DeviceID), strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		}
+		if j, ok := ids[r.DeviceID]; ok {
+			return invalid("devices[%d] (%s): device_id given at devices[%d] too", i, r.DeviceID, j)
+		}
+		if j, ok := tokens[r.TokenSHA256]; ok {
+			return invalid("devices[%d] (%s): token_sha256 given at devices[%d] too", i, r.DeviceID, j)
+		}
+		ids[r.DeviceID], tokens[r.TokenSHA256] = i, i
+	}
+	return nil
+}
+
+// BulkRegistered is the answer to a BulkRegistration.
+type BulkRegistered struct {
+	// Registered counts the devices registered: all of the request's.
+	Registered int `json:"registered"`
+}
 
 // Release is a release a device is told to install.
 type Release struct {

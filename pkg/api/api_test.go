@@ -52,6 +52,13 @@ func TestDecodeTestdata(t *testing.T) {
 	if p.Release == nil || p.Release.Version != "1.1" || p.IntervalSeconds != 317 {
 		t.Errorf("poll.json = %+v", p)
 	}
+	var bulk BulkRegistration
+	if err := Decode(bytes.NewReader(readTestdata(t, "bulk_registration.json")), MaxBulkBodySize, &bulk); err != nil {
+		t.Errorf("bulk_registration.json: %v", err)
+	}
+	if len(bulk.Devices) != 2 || bulk.Devices[1].DeviceID != "SN-0043" || bulk.Devices[1].TokenExpires == nil {
+		t.Errorf("bulk_registration.json = %+v", bulk)
+	}
 }
 
 func TestDecodeRefuses(t *testing.T) {
@@ -113,16 +120,70 @@ func TestRegistrationValidate(t *testing.T) {
 	} {
 		r := validReg()
 		tc.mod(&r)
-		err := r.Validate()
-		if tc.msg == "" {
-			if err != nil {
-				t.Errorf("%s: Validate = %v, want nil", tc.name, err)
-			}
-			continue
+		checkValidate(t, tc.name, r.Validate(), tc.msg)
+	}
+}
+
+// checkValidate checks what Validate said of case name: nil for msg "",
+// else ErrInvalid naming msg.
+func checkValidate(t *testing.T, name string, err error, msg string) {
+	t.Helper()
+	switch {
+	case msg == "" && err != nil:
+		t.Errorf("%s: Validate = %v, want nil", name, err)
+	case msg != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), msg)):
+		t.Errorf("%s: Validate = %v, want ErrInvalid naming %q", name, err, msg)
+	}
+}
+
+func TestBulkRegistrationValidate(t *testing.T) {
+	regs := func(n int) []Registration {
+		rs := make([]Registration, n)
+		for i := range rs {
+			rs[i] = validReg()
+			rs[i].DeviceID = fmt.Sprintf("SN-%d", i)
+			rs[i].TokenSHA256 = fmt.Sprintf("%064x", i)
 		}
-		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
-			t.Errorf("%s: Validate = %v, want ErrInvalid naming %q", tc.name, err, tc.msg)
-		}
+		return rs
+	}
+	for _, tc := range []struct {
+		name string
+		regs []Registration
+		mod  func([]Registration)
+		msg  string // "" for valid
+	}{
+		{"one", regs(1), func([]Registration) {}, ""},
+		{"the most", regs(MaxBulkRegistrations), func([]Registration) {}, ""},
+		{"none", nil, func([]Registration) {}, "0 devices: want 1 to 1000"},
+		{"too many", regs(MaxBulkRegistrations + 1), func([]Registration) {}, "1001 devices: want 1 to 1000"},
+		{"bad board", regs(3), func(rs []Registration) { rs[2].Board = "a b" }, `devices[2] (SN-2): board "a b"`},
+		{"bad ID", regs(3), func(rs []Registration) { rs[1].DeviceID = "a/b" }, `devices[1] (a/b): device_id "a/b"`},
+		{"ID twice", regs(3), func(rs []Registration) { rs[2].DeviceID = "SN-0" }, "devices[2] (SN-0): device_id given at devices[0] too"},
+		{"token twice", regs(3), func(rs []Registration) { rs[2].TokenSHA256 = rs[1].TokenSHA256 }, "devices[2] (SN-2): token_sha256 given at devices[1] too"},
+	} {
+		b := BulkRegistration{Devices: tc.regs}
+		tc.mod(b.Devices)
+		checkValidate(t, tc.name, b.Validate(), tc.msg)
+	}
+}
+
+// TestBulkRegistrationFits checks that MaxBulkBodySize holds
+// MaxBulkRegistrations registrations of the longest fields.
+func TestBulkRegistrationFits(t *testing.T) {
+	b := BulkRegistration{}
+	exp := time.Date(2031, 12, 31, 23, 59, 59, 999999999, time.FixedZone("", -(11*3600+59*60)))
+	for i := range MaxBulkRegistrations {
+		id := fmt.Sprintf("%064d", i)
+		b.Devices = append(b.Devices, Registration{DeviceID: id, Board: strings.Repeat("b", MaxBoardLen),
+			Version: strings.Repeat("v", MaxVersionLen), TokenSHA256: fmt.Sprintf("%064x", i), TokenExpires: &exp})
+	}
+	enc, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again BulkRegistration
+	if err := Decode(bytes.NewReader(enc), MaxBulkBodySize, &again); err != nil {
+		t.Fatalf("Decode of %d bytes, %d registrations = %v, want nil", len(enc), len(b.Devices), err)
 	}
 }
 
@@ -308,3 +369,6 @@ func FuzzDecodeTags(f *testing.F)          { fuzzDecode[Tags](f, "tags.json") }
 func FuzzDecodeGroup(f *testing.F)         { fuzzDecode[Group](f, "group.json") }
 func FuzzDecodePublish(f *testing.F)       { fuzzDecode[Publish](f, "publish.json") }
 func FuzzDecodeCreateRollout(f *testing.F) { fuzzDecode[CreateRollout](f, "rollout.json") }
+func FuzzDecodeBulkRegistration(f *testing.F) {
+	fuzzDecode[BulkRegistration](f, "bulk_registration.json")
+}

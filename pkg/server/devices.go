@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -42,15 +43,11 @@ func deviceView(d store.Device) api.Device {
 
 func actor(op store.OperatorToken) string { return "operator:" + op.Name }
 
-// registerDevice: POST /api/v1/devices, an api.Registration.
-func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
-	var reg api.Registration
-	if err := decode(w, r, &reg); err != nil {
-		return err
-	}
-	now := s.now().UTC()
+// newDevice is the device reg registers at now: 400 for a token that has
+// expired already.
+func newDevice(reg api.Registration, now time.Time) (store.Device, error) {
 	if reg.TokenExpires != nil && !reg.TokenExpires.After(now) {
-		return errorf(http.StatusBadRequest, api.CodeBadRequest, "token_expires %s: in the past", reg.TokenExpires.Format(time.RFC3339))
+		return store.Device{}, errorf(http.StatusBadRequest, api.CodeBadRequest, "token_expires %s: in the past", reg.TokenExpires.Format(time.RFC3339))
 	}
 	d := store.Device{
 		ID:               reg.DeviceID,
@@ -62,6 +59,20 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, op store
 	if reg.TokenExpires != nil {
 		d.TokenExpires = reg.TokenExpires.UTC()
 	}
+	return d, nil
+}
+
+// registerDevice: POST /api/v1/devices, an api.Registration.
+func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
+	var reg api.Registration
+	if err := decode(w, r, &reg); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	d, err := newDevice(reg, now)
+	if err != nil {
+		return err
+	}
 	detail, _ := json.Marshal(map[string]string{"board": reg.Board, "version": reg.Version})
 	ev := store.Event{At: now, Actor: actor(op), Action: "device.register", Target: d.ID, Detail: string(detail)}
 	if err := s.store.RegisterDevice(r.Context(), d, ev); err != nil {
@@ -69,6 +80,31 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, op store
 	}
 	w.Header().Set("Location", "/api/v1/devices/"+d.ID)
 	writeJSON(w, http.StatusCreated, deviceView(d))
+	return nil
+}
+
+// registerDevices: POST /api/v1/devices/bulk, an api.BulkRegistration:
+// every device or none, audited once with the count.
+func (s *Server) registerDevices(w http.ResponseWriter, r *http.Request, op store.OperatorToken) error {
+	var bulk api.BulkRegistration
+	if err := decodeUpTo(w, r, &bulk, api.MaxBulkBodySize); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	ds := make([]store.Device, len(bulk.Devices))
+	for i, reg := range bulk.Devices {
+		d, err := newDevice(reg, now)
+		if err != nil {
+			return errorf(http.StatusBadRequest, api.CodeBadRequest, "devices[%d] (%s): %v", i, reg.DeviceID, err)
+		}
+		ds[i] = d
+	}
+	detail, _ := json.Marshal(map[string]any{"count": len(ds), "first": ds[0].ID, "last": ds[len(ds)-1].ID})
+	ev := store.Event{At: now, Actor: actor(op), Action: "device.register_bulk", Target: fmt.Sprintf("%d devices", len(ds)), Detail: string(detail)}
+	if err := s.store.RegisterDevices(r.Context(), ds, ev); err != nil {
+		return storeError(err)
+	}
+	writeJSON(w, http.StatusCreated, api.BulkRegistered{Registered: len(ds)})
 	return nil
 }
 

@@ -117,6 +117,7 @@ func New(st store.Store, opts ...Option) *Server {
 		o(s)
 	}
 	s.mux.Handle("POST /api/v1/devices", s.operator(store.Operator, "register devices", s.registerDevice))
+	s.mux.Handle("POST /api/v1/devices/bulk", s.operator(store.Operator, "register devices", s.registerDevices))
 	s.mux.Handle("GET /api/v1/devices", s.operator(store.Viewer, "list devices", s.listDevices))
 	s.mux.Handle("GET /api/v1/devices/{id}", s.operator(store.Viewer, "read devices", s.getDevice))
 	s.mux.Handle("POST /api/v1/devices/{id}/revoke", s.operator(store.Operator, "revoke devices", s.revokeDevice))
@@ -262,15 +263,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decode reads r's body into v: Content-Type application/json, at most
 // api.MaxBodySize bytes, one JSON value with no unknown fields, valid.
 func decode(w http.ResponseWriter, r *http.Request, v api.Validator) error {
+	return decodeUpTo(w, r, v, api.MaxBodySize)
+}
+
+// decodeUpTo is decode with a body of at most limit bytes.
+func decodeUpTo(w http.ResponseWriter, r *http.Request, v api.Validator, limit int64) error {
 	ct := r.Header.Get("Content-Type")
 	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
 		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type %q: want application/json", ct)
 	}
-	tooLarge := errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body over %d bytes", api.MaxBodySize)
-	if r.ContentLength > api.MaxBodySize {
+	tooLarge := errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "request body over %d bytes", limit)
+	if r.ContentLength > limit {
 		return tooLarge
 	}
-	err := api.Decode(http.MaxBytesReader(w, r.Body, api.MaxBodySize), api.MaxBodySize, v)
+	err := api.Decode(http.MaxBytesReader(w, r.Body, limit), limit, v)
 	var mbe *http.MaxBytesError
 	switch {
 	case err == nil:

@@ -3,12 +3,15 @@ package loadgen
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lifeboat-update/lifeboat/pkg/api"
 )
 
 func TestDue(t *testing.T) {
@@ -135,6 +138,7 @@ func TestValidate(t *testing.T) {
 		"devices": func(c *Config) { c.Devices = 0 },
 		"workers": func(c *Config) { c.Workers = 0 },
 		"status":  func(c *Config) { c.StatusShare = 1.5 },
+		"batch":   func(c *Config) { c.Batch = 1001 },
 	} {
 		c := ok
 		mod(&c)
@@ -152,6 +156,7 @@ func TestValidate(t *testing.T) {
 type fakeServer struct {
 	mu       sync.Mutex
 	devices  map[string]bool // SHA-256 of registered tokens
+	bulk     int             // bulk registration requests
 	polls    int
 	withETag int
 	reports  int
@@ -165,13 +170,29 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sum := sha256.Sum256(raw)
 	sha := hex.EncodeToString(sum[:])
 	switch r.URL.Path {
-	case "/api/v1/devices":
+	case "/api/v1/devices", "/api/v1/devices/bulk":
 		if tok != "op" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		var b api.BulkRegistration
+		if r.URL.Path == "/api/v1/devices/bulk" {
+			f.bulk++
+			json.NewDecoder(r.Body).Decode(&b)
+		} else {
+			b.Devices = make([]api.Registration, 1)
+			json.NewDecoder(r.Body).Decode(&b.Devices[0])
+		}
+		for _, reg := range b.Devices {
+			if f.devices[reg.TokenSHA256] {
+				w.WriteHeader(http.StatusConflict)
+				return
+			}
+		}
+		for _, reg := range b.Devices {
+			f.devices[reg.TokenSHA256] = true
+		}
 		w.WriteHeader(http.StatusCreated)
-		f.devices[readSHA(r)] = true
 	case "/api/v1/device/poll":
 		if !f.devices[sha] {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -195,32 +216,25 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func readSHA(r *http.Request) string {
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			break
-		}
-	}
-	s := b.String()
-	i := strings.Index(s, `"token_sha256":"`)
-	return s[i+16 : i+16+64]
-}
-
 func TestRegisterAndRun(t *testing.T) {
 	f := &fakeServer{devices: map[string]bool{}}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c := Config{Server: srv.URL, Seed: "t", Devices: 10, Board: "b", Version: "1", Workers: 1, Rate: 1000, Duration: 40 * time.Millisecond, StatusShare: 0.25}
+	c := Config{Server: srv.URL, Seed: "t", Devices: 10, Board: "b", Version: "1", Workers: 1, Rate: 1000, Duration: 40 * time.Millisecond, StatusShare: 0.25, Batch: 4}
+	// Devices 0 and 1 are registered already: their batch is sent again
+	// one device at a time.
+	f.devices[c.registration(DeviceN("t", 1)).TokenSHA256] = true
+	if _, err := Register(t.Context(), Config{Server: srv.URL, Seed: "t", Devices: 1, Board: "b", Version: "1", Workers: 1}, "op"); err != nil {
+		t.Fatal(err)
+	}
+	f.bulk = 0
 	reg, err := Register(t.Context(), c, "op")
+	if err != nil || reg.Devices != 8 || reg.Existing != 2 || len(f.devices) != 10 || f.bulk != 3 {
+		t.Fatalf("Register = %+v, %v; server has %d devices after %d bulk requests, want 8 registered, 2 existing, 10 in all, in 3 batches",
+			reg, err, len(f.devices), f.bulk)
+	}
 	// One worker: each request answered before the next is sent, so a
 	// device's second poll carries the first's ETag.
-	if err != nil || reg.Devices != 10 || len(f.devices) != 10 {
-		t.Fatalf("Register = %+v, %v; server has %d devices, want 10 registered", reg, err, len(f.devices))
-	}
 	res, err := Run(t.Context(), c)
 	if err != nil {
 		t.Fatalf("Run: %v", err)

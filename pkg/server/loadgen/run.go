@@ -34,8 +34,18 @@ type Config struct {
 	Rate        float64
 	Duration    time.Duration
 	StatusShare float64
+	// Batch is how many devices one registration request carries
+	// (Register): 1 to api.MaxBulkRegistrations, 0 for the most.
+	Batch int
 	// Client sends the requests; nil for one sized for Workers.
 	Client *http.Client
+}
+
+func (c *Config) batch() int {
+	if c.Batch == 0 {
+		return api.MaxBulkRegistrations
+	}
+	return c.Batch
 }
 
 // Validate refuses a config that cannot run.
@@ -47,6 +57,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("devices %d: want 1 or more", c.Devices)
 	case c.Workers < 1:
 		return fmt.Errorf("workers %d: want 1 or more", c.Workers)
+	case c.Batch < 0 || c.Batch > api.MaxBulkRegistrations:
+		return fmt.Errorf("batch %d: want 1 to %d, or 0 for the most", c.Batch, api.MaxBulkRegistrations)
 	case !(c.StatusShare >= 0 && c.StatusShare <= 1):
 		return fmt.Errorf("status share %v: want 0 to 1", c.StatusShare)
 	}
@@ -74,15 +86,20 @@ type Registered struct {
 	PerSec   float64        `json:"per_second"`
 }
 
-// Register registers devices 0 to Devices-1 of the fleet through POST
-// /api/v1/devices with operatorToken, Workers at a time. A device
-// registered already (409) counts as Existing; any other refusal is an
-// error, counted by status, and the first is returned.
+// Register registers devices 0 to Devices-1 of the fleet with
+// operatorToken through POST /api/v1/devices/bulk, Batch devices to a
+// request (api.MaxBulkRegistrations when 0), Workers requests at a time.
+// A batch refused because a device of it is registered (409) is sent
+// again one device at a time (POST /api/v1/devices), so that the devices
+// registered before count as Existing and the others are registered. Any
+// other refusal is an error, counted by status once for each device of
+// its request, and the first is returned.
 func Register(ctx context.Context, c Config, operatorToken string) (Registered, error) {
 	if err := c.Validate(); err != nil {
 		return Registered{}, err
 	}
 	cl := c.client()
+	batch := c.batch()
 	var (
 		next     atomic.Int64
 		mu       sync.Mutex
@@ -90,28 +107,42 @@ func Register(ctx context.Context, c Config, operatorToken string) (Registered, 
 		firstErr error
 		wg       sync.WaitGroup
 	)
+	count := func(code, n int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case code == http.StatusCreated:
+			res.Devices += n
+		case code == http.StatusConflict:
+			res.Existing += n
+		default:
+			res.Errors[errorKey(code)] += n
+			if firstErr == nil {
+				firstErr = err
+			}
+		}
+	}
 	start := time.Now()
 	for range c.Workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= c.Devices {
+				first := int(next.Add(int64(batch))) - batch
+				if first >= c.Devices {
 					return
 				}
-				code, err := register(ctx, cl, c, operatorToken, DeviceN(c.Seed, i))
-				mu.Lock()
-				switch {
-				case code == http.StatusCreated:
-					res.Devices++
-				case code == http.StatusConflict:
-					res.Existing++
-				default:
-					res.Errors[errorKey(code)]++
-					if firstErr == nil {
-						firstErr = err
-					}
+				regs := make([]api.Registration, 0, batch)
+				for i := first; i < min(first+batch, c.Devices); i++ {
+					regs = append(regs, c.registration(DeviceN(c.Seed, i)))
 				}
-				mu.Unlock()
+				code, err := post(ctx, cl, c.Server+"/api/v1/devices/bulk", operatorToken, api.BulkRegistration{Devices: regs})
+				if code != http.StatusConflict {
+					count(code, len(regs), err)
+					continue
+				}
+				for _, reg := range regs {
+					code, err := post(ctx, cl, c.Server+"/api/v1/devices", operatorToken, reg)
+					count(code, 1, err)
+				}
 			}
 		})
 	}
@@ -124,19 +155,23 @@ func Register(ctx context.Context, c Config, operatorToken string) (Registered, 
 	return res, firstErr
 }
 
-func register(ctx context.Context, cl *http.Client, c Config, operatorToken string, d Device) (int, error) {
-	raw, err := hex.DecodeString(d.Token)
-	if err != nil {
-		return 0, err
-	}
+// registration is the registration of d.
+func (c *Config) registration(d Device) api.Registration {
+	raw, _ := hex.DecodeString(d.Token) // DeviceN's tokens are hex
 	sum := sha256.Sum256(raw)
-	body, err := json.Marshal(api.Registration{DeviceID: d.ID, Board: c.Board, Version: c.Version, TokenSHA256: hex.EncodeToString(sum[:])})
+	return api.Registration{DeviceID: d.ID, Board: c.Board, Version: c.Version, TokenSHA256: hex.EncodeToString(sum[:])}
+}
+
+// post sends v to url as an operator's registration: code is its answer's
+// status, and err says why it is neither 201 nor 409.
+func post(ctx context.Context, cl *http.Client, url, operatorToken string, v any) (int, error) {
+	body, err := json.Marshal(v)
 	if err != nil {
 		return 0, err
 	}
-	code, _, err := send(ctx, cl, http.MethodPost, c.Server+"/api/v1/devices", operatorToken, "", body)
+	code, _, err := send(ctx, cl, http.MethodPost, url, operatorToken, "", body)
 	if err == nil && code != http.StatusCreated && code != http.StatusConflict {
-		err = fmt.Errorf("register %s: status %d", d.ID, code)
+		err = fmt.Errorf("POST %s: status %d", url, code)
 	}
 	return code, err
 }

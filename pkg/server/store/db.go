@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
@@ -20,8 +22,20 @@ import (
 // below; what differs between them is in their dialect, chosen once by
 // Open.
 type DB struct {
-	db *sql.DB
-	d  dialect
+	db     *sql.DB
+	d      dialect
+	seen   *seenBuffer
+	assign *assignmentCache
+	// writers queues the writers when the dialect takes one at a time.
+	writers sync.Mutex
+}
+
+// newDB returns the store over db, writing the times Seen records every
+// SeenInterval until Close.
+func newDB(db *sql.DB, d dialect) *DB {
+	s := &DB{db: db, d: d, seen: newSeenBuffer(), assign: newAssignmentCache(time.Now)}
+	go s.seenLoop()
+	return s
 }
 
 var _ Store = (*DB)(nil)
@@ -43,6 +57,11 @@ type dialect struct {
 	// retry says whether a transaction that failed with err may succeed
 	// when run again (a serialization failure, a deadlock).
 	retry func(err error) bool
+	// oneWriter says the database takes one writer at a time: DB queues
+	// its writers itself (writers), in order, rather than have them poll
+	// for the lock, where under load one could lose to the others until
+	// its busy timeout (SQLITE_BUSY).
+	oneWriter bool
 }
 
 // migration returns the text of a migration as the dialect runs it.
@@ -87,8 +106,15 @@ func pool(db *sql.DB) *sql.DB {
 	return db
 }
 
-// Close closes the database.
-func (s *DB) Close() error { return s.db.Close() }
+// Close writes the last_seen times recorded and not written yet, and
+// closes the database.
+func (s *DB) Close() error {
+	s.seen.stopOnce.Do(func() { close(s.seen.stop) })
+	<-s.seen.done
+	ctx, cancel := context.WithTimeout(context.Background(), 10*SeenInterval)
+	defer cancel()
+	return errors.Join(s.flushSeen(ctx), s.db.Close())
+}
 
 // nanos and fromNanos store times as Unix nanoseconds, NULL for zero.
 func nanos(t time.Time) sql.NullInt64 {
@@ -129,6 +155,7 @@ func (s *DB) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 }
 
 func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	defer s.writing()()
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{Isolation: s.d.isolation})
 	if err != nil {
 		return err
@@ -138,6 +165,16 @@ func (s *DB) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// writing waits for the database's writer's turn, when it takes one at a
+// time, and returns what ends it.
+func (s *DB) writing() (done func()) {
+	if !s.d.oneWriter {
+		return func() {}
+	}
+	s.writers.Lock()
+	return s.writers.Unlock
 }
 
 func record(ctx context.Context, tx *sql.Tx, ev Event) error {
@@ -169,7 +206,131 @@ func (s *DB) RegisterDevice(ctx context.Context, d Device, ev Event) error {
 	})
 }
 
+// RegisterDevices implements Devices. The devices are inserted
+// insertRows to a statement without looking for those registered first:
+// on PostgreSQL, serializable transactions that read the devices' indexes
+// clash with each other (and run again, and again) when several batches
+// are registered at once. Only when an insert is refused is the clash
+// looked for, to be named.
+func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
+	if err := givenTwice(ds); err != nil {
+		return err
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for start := 0; start < len(ds); start += insertRows {
+			if err := insertDevices(ctx, tx, ds[start:min(start+insertRows, len(ds))]); err != nil {
+				return err
+			}
+		}
+		return record(ctx, tx, ev)
+	})
+	if !s.d.uniqueViolation(err) {
+		return err
+	}
+	if err := registered(ctx, s.db, ds); err != nil {
+		return err
+	}
+	return fmt.Errorf("devices %s to %s: %w (one of them was registered meanwhile)", ds[0].ID, ds[len(ds)-1].ID, ErrExists)
+}
+
+// insertRows bounds the rows of one INSERT, and the devices of one
+// look-up: 6 arguments each, within SQLite's 32,766 and PostgreSQL's
+// 65,535.
+const insertRows = 1000
+
+// givenTwice names the first device of ds whose ID or token is given
+// earlier in ds.
+func givenTwice(ds []Device) error {
+	ids := make(map[string]int, len(ds))
+	tokens := make(map[string]int, len(ds))
+	for i, d := range ds {
+		if j, ok := ids[d.ID]; ok {
+			return fmt.Errorf("devices[%d] (%s): %w (its ID is given at devices[%d] too)", i, d.ID, ErrExists, j)
+		}
+		if j, ok := tokens[d.TokenSHA256]; ok {
+			return fmt.Errorf("devices[%d] (%s): %w (its token is given at devices[%d] too)", i, d.ID, ErrExists, j)
+		}
+		ids[d.ID], tokens[d.TokenSHA256] = i, i
+	}
+	return nil
+}
+
+// registered names the first device of ds whose ID or token is
+// registered: nil when none is.
+func registered(ctx context.Context, q querier, ds []Device) error {
+	takenID, takenToken := map[string]bool{}, map[string]bool{}
+	for start := 0; start < len(ds); start += insertRows {
+		batch := ds[start:min(start+insertRows, len(ds))]
+		args := make([]any, 0, 2*len(batch))
+		for _, d := range batch {
+			args = append(args, d.ID)
+		}
+		for _, d := range batch {
+			args = append(args, d.TokenSHA256)
+		}
+		rows, err := q.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+placeholders(1, len(batch))+`)
+			OR token_sha256 IN (`+placeholders(len(batch)+1, len(batch))+`)`, args...)
+		if err != nil {
+			return fmt.Errorf("registered devices: %w", err)
+		}
+		for rows.Next() {
+			var id, token string
+			if err := rows.Scan(&id, &token); err != nil {
+				rows.Close()
+				return err
+			}
+			takenID[id], takenToken[token] = true, true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("registered devices: %w", err)
+		}
+	}
+	for i, d := range ds {
+		switch {
+		case takenID[d.ID]:
+			return fmt.Errorf("devices[%d] (%s): %w (its ID is registered)", i, d.ID, ErrExists)
+		case takenToken[d.TokenSHA256]:
+			return fmt.Errorf("devices[%d] (%s): %w (its token is registered to another device)", i, d.ID, ErrExists)
+		}
+	}
+	return nil
+}
+
+// insertDevices adds ds in one statement.
+func insertDevices(ctx context.Context, tx *sql.Tx, ds []Device) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version) VALUES `)
+	args := make([]any, 0, 6*len(ds))
+	for i, d := range ds {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(" + placeholders(len(args)+1, 6) + ")")
+		args = append(args, d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion)
+	}
+	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("devices %s to %s: %w", ds[0].ID, ds[len(ds)-1].ID, err)
+	}
+	return nil
+}
+
+// placeholders returns n placeholders from $first: "$3, $4, $5".
+func placeholders(first, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("$" + strconv.Itoa(first+i))
+	}
+	return b.String()
+}
+
 const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status, cert_sha256`
+
+// authColumns are deviceColumns without the status, for scanDevice.
+const authColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, NULL, cert_sha256`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -202,6 +363,7 @@ func (s *DB) Device(ctx context.Context, id string) (Device, error) {
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s: %w", id, err)
 	}
+	s.overlaySeen(&d)
 	rows, err := s.db.QueryContext(ctx, `SELECT name, value FROM device_attributes WHERE device_id = $1`, id)
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s attributes: %w", id, err)
@@ -222,9 +384,10 @@ func (s *DB) Device(ctx context.Context, id string) (Device, error) {
 	return d, err
 }
 
-// DeviceByToken implements Devices.
+// DeviceByToken implements Devices. It reads no status: authenticating
+// a device, at every request, needs none.
 func (s *DB) DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE token_sha256 = $1`, tokenSHA256))
+	d, err := scanDevice(s.db.QueryRowContext(ctx, `SELECT `+authColumns+` FROM devices WHERE token_sha256 = $1`, tokenSHA256))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Device{}, fmt.Errorf("device token: %w", ErrNotFound)
 	}
@@ -279,11 +442,6 @@ func updateDevice(ctx context.Context, ex interface {
 	return nil
 }
 
-// Seen implements Reports.
-func (s *DB) Seen(ctx context.Context, id string, at time.Time) error {
-	return updateDevice(ctx, s.db, id, `UPDATE devices SET last_seen = $2 WHERE id = $1`, at.UnixNano())
-}
-
 // ReportStatus implements Reports. The report goes to the device's
 // timeline too, and moves the device in its rollout, in the same
 // transaction.
@@ -292,7 +450,8 @@ func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	moved := false
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
 			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
 			return err
@@ -300,11 +459,15 @@ func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time
 		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
 			return fmt.Errorf("device %s report: %w", id, err)
 		}
-		if err := reportToRollout(ctx, tx, id, st, at); err != nil {
+		if moved, err = reportToRollout(ctx, tx, id, st, at); err != nil {
 			return fmt.Errorf("device %s rollout: %w", id, err)
 		}
 		return nil
 	})
+	if err == nil && moved {
+		s.assign.invalidate()
+	}
+	return err
 }
 
 // ReportInventory implements Reports.

@@ -51,7 +51,12 @@ func compileFilter(ctx context.Context, q querier, e filter.Expr, now time.Time,
 }
 
 // SearchDevices implements Fleet.
+// The last_seen times recorded are written first, for the filter and the
+// answer to see them.
 func (s *DB) SearchDevices(ctx context.Context, e filter.Expr, now time.Time, after string, limit int) ([]Device, error) {
+	if err := s.flushSeen(ctx); err != nil {
+		return nil, err
+	}
 	c, err := compileFilter(ctx, s.db, e, now, 3)
 	if err != nil {
 		return nil, err
@@ -220,7 +225,7 @@ func (s *DB) Timeline(ctx context.Context, id string, after int64, limit int) ([
 
 // AddReleases implements Fleet.
 func (s *DB) AddReleases(ctx context.Context, rs []Release, ev Event) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inAssignTx(ctx, func(tx *sql.Tx) error {
 		for _, r := range rs {
 			idx, _ := json.Marshal(r.Indexes)
 			_, err := tx.ExecContext(ctx, `INSERT INTO releases (board, version, repository, created, indexes) VALUES ($1, $2, $3, $4, $5)`,
@@ -264,7 +269,7 @@ func (s *DB) Releases(ctx context.Context) ([]Release, error) {
 
 // DeleteRelease implements Fleet.
 func (s *DB) DeleteRelease(ctx context.Context, board, version string, ev Event) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inAssignTx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM rollouts WHERE board = $1 AND version = $2 AND state IN ('created', 'running', 'paused') ORDER BY id LIMIT 1`, board, version).Scan(&id)
 		if err == nil {
@@ -292,8 +297,13 @@ func waveOrder(ids []string) {
 }
 
 // CreateRollout implements Fleet.
+// The last_seen times recorded are written first, for the target to
+// see them.
 func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, ev Event) (Rollout, error) {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	if err := s.flushSeen(ctx); err != nil {
+		return r, err
+	}
+	err := s.inAssignTx(ctx, func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM releases WHERE board = $1 AND version = $2`, r.Board, r.Version).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -494,7 +504,7 @@ func (s *DB) Rollouts(ctx context.Context) ([]Rollout, error) {
 // SetRolloutState implements Fleet.
 func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Event) (Rollout, error) {
 	var r Rollout
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inAssignTx(ctx, func(tx *sql.Tx) error {
 		cur, _, err := rolloutProgress(ctx, tx, id)
 		if err != nil {
 			return err
@@ -518,30 +528,11 @@ func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Eve
 	return r, err
 }
 
-// Assignment implements Fleet. A device gets the release of its newest
-// rollout once its wave is open, while the rollout runs or after it
-// completed; a rollout paused, halted or cancelled keeps it only for a
-// device already installing, so that it can finish.
-func (s *DB) Assignment(ctx context.Context, id string) (*Assignment, error) {
-	var a Assignment
-	err := s.db.QueryRowContext(ctx, `SELECT r.id, r.board, r.version, rel.repository
-		FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id JOIN releases rel ON rel.board = r.board AND rel.version = r.version
-		WHERE d.device_id = $1 AND d.wave <= r.open_wave
-		  AND (r.state IN ('running', 'completed') OR d.state = 'installing')
-		ORDER BY r.id DESC LIMIT 1`, id).Scan(&a.RolloutID, &a.Board, &a.Version, &a.Repository)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("device %s assignment: %w", id, err)
-	}
-	return &a, nil
-}
-
 // reportToRollout moves device id in its newest rollout that runs, is
 // paused or completed (whose devices still have the release, and may
-// retry), by st, and applies the rollout's policy.
-func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) error {
+// retry), by st, and applies the rollout's policy. It says whether it
+// moved the device.
+func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (bool, error) {
 	var (
 		rid     int64
 		version string
@@ -551,19 +542,19 @@ func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, 
 		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused', 'completed')
 		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &state)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	to := deviceState(st, version)
 	if to == "" || to == DeviceState(state) || DeviceState(state) == Succeeded {
-		return nil
+		return false, nil
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rollout_devices SET state = $3, updated = $4 WHERE rollout_id = $1 AND device_id = $2`,
 		rid, id, string(to), at.UnixNano()); err != nil {
-		return err
+		return false, err
 	}
 	_, err = evaluate(ctx, tx, rid, at)
-	return err
+	return err == nil, err
 }

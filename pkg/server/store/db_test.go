@@ -347,7 +347,6 @@ func testReports(t *testing.T, dsn string) {
 		t.Errorf("dev-2 changed by dev-1's reports: %+v", other)
 	}
 	for name, err := range map[string]error{
-		"Seen":            s.Seen(ctx, "nope", seen),
 		"ReportStatus":    s.ReportStatus(ctx, "nope", st, seen),
 		"ReportInventory": s.ReportInventory(ctx, "nope", map[string]string{"a": "b"}, seen),
 	} {
@@ -442,5 +441,56 @@ func TestOpenPostgresRefuses(t *testing.T) {
 			t.Errorf("Open(%s) = %v; want an error naming the database without its password", dsn, err)
 		}
 		t.Log(err)
+	}
+}
+
+// TestRegisterDevices: a batch is registered whole, over more than one
+// INSERT, or not at all, the error naming the first clash by index and
+// ID; one event is recorded for it.
+func TestRegisterDevices(t *testing.T) { storetest.Run(t, testRegisterDevices) }
+
+func testRegisterDevices(t *testing.T, dsn string) {
+	ctx := context.Background()
+	s := openDB(t, dsn)
+	if err := s.RegisterDevice(ctx, device("dev-1", 'a'), event("device.register", "dev-1")); err != nil {
+		t.Fatal(err)
+	}
+	batch := func(n int) []Device {
+		ds := make([]Device, n)
+		for i := range ds {
+			ds[i] = device(fmt.Sprintf("bulk-%04d", i), 'b')
+			ds[i].TokenSHA256 = fmt.Sprintf("%064x", i)
+		}
+		return ds
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func([]Device)
+		msg  string
+	}{
+		{"ID given twice", func(ds []Device) { ds[9].ID = ds[4].ID }, "devices[9] (bulk-0004): already exists (its ID is given at devices[4] too)"},
+		{"token given twice", func(ds []Device) { ds[9].TokenSHA256 = ds[3].TokenSHA256 }, "devices[9] (bulk-0009): already exists (its token is given at devices[3] too)"},
+		{"ID registered, past the first INSERT", func(ds []Device) { ds[insertRows+5].ID = "dev-1" }, "devices[1005] (dev-1): already exists (its ID is registered)"},
+		{"token registered", func(ds []Device) { ds[7].TokenSHA256 = hash('a') }, "devices[7] (bulk-0007): already exists (its token is registered to another device)"},
+	} {
+		ds := batch(insertRows + 10)
+		tc.mod(ds)
+		if err := s.RegisterDevices(ctx, ds, event("device.register_bulk", "")); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%s: RegisterDevices = %v, want ErrExists naming %q", tc.name, err, tc.msg)
+		}
+	}
+	if ds, err := s.SearchDevices(ctx, nil, t0, "", 10); err != nil || len(ds) != 1 {
+		t.Fatalf("after refused batches: %d devices, %v; want dev-1 alone", len(ds), err)
+	}
+	ds := batch(insertRows + 10)
+	if err := s.RegisterDevices(ctx, ds, event("device.register_bulk", "")); err != nil {
+		t.Fatalf("RegisterDevices(%d devices) = %v", len(ds), err)
+	}
+	got, err := s.SearchDevices(ctx, nil, t0, "", 2000)
+	if err != nil || len(got) != len(ds)+1 || got[len(ds)-1].ID != ds[len(ds)-1].ID {
+		t.Errorf("after the batch: %d devices, %v; want the %d of the batch and dev-1", len(got), err, len(ds))
+	}
+	if evs, _ := s.Events(ctx, 0, 10); len(evs) != 2 || evs[0].Action != "device.register_bulk" {
+		t.Errorf("events = %+v, want the registration and one device.register_bulk", evs)
 	}
 }

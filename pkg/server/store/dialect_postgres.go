@@ -67,7 +67,7 @@ func openPostgres(ctx context.Context, dsn string, fsys fs.FS) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
-	return &DB{db: db, d: postgresDialect}, nil
+	return newDB(db, postgresDialect), nil
 }
 
 // redact is dsn without its password, for messages.

@@ -13,15 +13,17 @@ import (
 )
 
 // sqliteDialect is SQLite's: migrations as written, transactions that
-// take the write lock when they begin and wait for it (busy_timeout), so
-// none needs running again.
+// take the write lock when they begin, one at a time in DB's own queue
+// (and waiting for other processes' writers, busy_timeout), so none needs
+// running again.
 var sqliteDialect = dialect{
 	isolation: sql.LevelDefault,
 	uniqueViolation: func(err error) bool {
 		var e *sqlite.Error
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 	},
-	retry: func(error) bool { return false },
+	retry:     func(error) bool { return false },
+	oneWriter: true,
 }
 
 // OpenSQLite opens (creating it if need be) the SQLite database at path and
@@ -50,5 +52,5 @@ func openSQLite(ctx context.Context, path string, fsys fs.FS) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	return &DB{db: db, d: sqliteDialect}, nil
+	return newDB(db, sqliteDialect), nil
 }

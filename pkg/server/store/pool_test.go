@@ -19,8 +19,8 @@ func testPoolBounded(t *testing.T, dsn string) {
 	var wg sync.WaitGroup
 	for range 4 * maxConns {
 		wg.Go(func() {
-			if err := s.Seen(ctx, "no-such-device", time.Unix(1, 0)); err == nil {
-				t.Errorf("Seen(no-such-device) = nil, want ErrNotFound")
+			if err := s.ReportInventory(ctx, "no-such-device", nil, time.Unix(1, 0)); err == nil {
+				t.Errorf("ReportInventory(no-such-device) = nil, want ErrNotFound")
 			}
 		})
 	}

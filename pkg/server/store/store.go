@@ -114,11 +114,17 @@ type Devices interface {
 	// token is ErrExists. Registered by an operator or enrolled by
 	// certificate (d.CertSHA256 set), a device is stored the same way.
 	RegisterDevice(ctx context.Context, d Device, ev Event) error
+	// RegisterDevices adds ds, all or none, recording ev once. When a
+	// device's ID or token is registered, or given twice in ds, nothing
+	// is added and the error, ErrExists, names the first such device by
+	// its index in ds and its ID.
+	RegisterDevices(ctx context.Context, ds []Device, ev Event) error
 	// Device returns the device with id, with its attributes, or
 	// ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
 	// DeviceByToken returns the device whose token has the SHA-256
-	// tokenSHA256 (revoked or not), or ErrNotFound.
+	// tokenSHA256 (revoked or not), without its status, attributes and
+	// tags, or ErrNotFound.
 	DeviceByToken(ctx context.Context, tokenSHA256 string) (Device, error)
 	// RevokeDevice revokes id's token at ev.At, recording ev:
 	// ErrNotFound, or ErrRevoked when it is already.
@@ -128,6 +134,9 @@ type Devices interface {
 // Reports holds what devices report about themselves. Each call marks the
 // device seen at at; a device that is not there is ErrNotFound.
 type Reports interface {
+	// Seen marks id seen at at, and only that: a store may write it
+	// later (DB: within SeenInterval, reads through it seeing it at
+	// once), and drop it then for a device that is not there.
 	Seen(ctx context.Context, id string, at time.Time) error
 	// ReportStatus stores st as id's status, and its installed version.
 	ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error
