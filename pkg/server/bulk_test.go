@@ -93,13 +93,7 @@ func testBulkRegisterRefusals(t *testing.T, dsn string) {
 	op := f.op["operator"]
 	past := t0.Add(-time.Hour)
 	huge := `{"devices": [` + strings.Repeat(" ", api.MaxBulkBodySize) + `]}`
-	for _, tc := range []struct {
-		name   string
-		req    req
-		status int
-		code   string
-		msg    string
-	}{
+	f.checkRefusals(t, []refusalCase{
 		{"no token", req{method: "POST", path: path, ctype: js, body: bulkBody(t, 2, nil)}, 401, api.CodeUnauthorized, "no operator token"},
 		{"device token", req{method: "POST", path: path, token: f.dev["dev-x"], ctype: js, body: bulkBody(t, 2, nil)}, 401, api.CodeUnauthorized, "unknown operator token"},
 		{"viewer", req{method: "POST", path: path, token: f.op["viewer"], ctype: js, body: bulkBody(t, 2, nil)}, 403, api.CodeForbidden, "to register devices needs role operator"},
@@ -125,22 +119,5 @@ func testBulkRegisterRefusals(t *testing.T, dsn string) {
 		{"token registered", req{method: "POST", path: path, token: op, ctype: js, body: bulkBody(t, 500, func(rs []api.Registration) { rs[499].TokenSHA256 = f.devSH["dev-revoked"] })},
 			409, api.CodeConflict, "devices[499] (bulk-499): already exists (its token is registered to another device)"},
 		{"GET", req{method: "GET", path: path, token: op}, 404, api.CodeNotFound, "bulk: not found"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.t = t
-			before := f.snapshot()
-			w := f.do(tc.req)
-			if w.Code != tc.status {
-				t.Fatalf("%s %s = %d %q, want %d", tc.req.method, tc.req.path, w.Code, w.Body, tc.status)
-			}
-			var e api.Error
-			decodeJSON(t, w, &e)
-			if e.Code != tc.code || !strings.Contains(e.Error, tc.msg) {
-				t.Errorf("%s %s = %+v, want code %s and a message naming %q", tc.req.method, tc.req.path, e, tc.code, tc.msg)
-			}
-			if diff := cmp.Diff(before, f.snapshot()); diff != "" {
-				t.Errorf("the refused request changed the store: -before +after\n%s", diff)
-			}
-		})
-	}
+	})
 }
