@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lifeboat-update/lifeboat/pkg/api"
@@ -114,6 +115,19 @@ type Result struct {
 	// PeakRSSBytes is the flow's peak resident memory (VmHWM) when it
 	// reported.
 	PeakRSSBytes int64 `json:"peak_rss_bytes,omitempty"`
+}
+
+// lockedWriter writes to w one Write at a time: the console, which more
+// than one goroutine writes lines to.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Phase is one step of the flow and how long it took.
@@ -228,6 +242,9 @@ func (f *flow) unmountAll() {
 // machine was not handed to another kernel: after the shell, or when
 // rebooting or powering off failed.
 func (f *flow) run(ctx context.Context, cmdline string) error {
+	// The fleet server's reporter says from its own goroutine that a
+	// report failed, while the install writes its progress.
+	f.console = &lockedWriter{w: f.console}
 	f.start = f.now()
 	f.last = f.start
 	f.res.Board = f.board.Name
