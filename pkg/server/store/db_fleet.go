@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -291,9 +292,20 @@ func (s *DB) DeleteRelease(ctx context.Context, board, version string, ev Event)
 
 // waveOrder is the order devices fill waves in: by the SHA-256 of their
 // IDs, so that it is fixed and spread over the fleet whatever the IDs.
+// Each ID is hashed once (a million, in a rollout over the whole fleet).
 func waveOrder(ids []string) {
-	key := func(id string) string { h := sha256.Sum256([]byte(id)); return string(h[:]) }
-	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(key(a), key(b)) })
+	type keyed struct {
+		key [sha256.Size]byte
+		id  string
+	}
+	ks := make([]keyed, len(ids))
+	for i, id := range ids {
+		ks[i] = keyed{sha256.Sum256([]byte(id)), id}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return bytes.Compare(a.key[:], b.key[:]) })
+	for i := range ks {
+		ids[i] = ks[i].id
+	}
 }
 
 // CreateRollout implements Fleet.
@@ -316,7 +328,7 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if err != nil {
 			return err
 		}
-		ids, err := strs(ctx, tx, `SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where+` ORDER BY id`,
+		ids, err := strs(ctx, tx, `SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where,
 			append([]any{r.Board}, c.Args...)...)
 		if err != nil {
 			return fmt.Errorf("rollout target: %w", err)
@@ -324,16 +336,8 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if len(ids) == 0 {
 			return fmt.Errorf("target %q: %w of board %s that is not revoked", r.Target, ErrNoDevices, r.Board)
 		}
-		for _, id := range ids {
-			var other int64
-			err := tx.QueryRowContext(ctx, `SELECT r.id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
-				WHERE d.device_id = $1 AND r.state IN ('created', 'running', 'paused')`, id).Scan(&other)
-			if err == nil {
-				return fmt.Errorf("device %s is in rollout %d, which is active: %w", id, other, ErrState)
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
+		if err := inActiveRollout(ctx, tx, c, r.Board); err != nil {
+			return err
 		}
 		waveOrder(ids)
 		r.Sizes = ResolveWaves(r.Waves, len(ids))
@@ -349,20 +353,78 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if err != nil {
 			return fmt.Errorf("rollout: %w", err)
 		}
-		next := 0
-		for wave, size := range r.Sizes {
-			for _, id := range ids[next : next+size] {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated) VALUES ($1, $2, $3, $4, $5)`,
-					r.ID, id, wave, string(Assigned), r.Created.UnixNano()); err != nil {
-					return fmt.Errorf("rollout %d device %s: %w", r.ID, id, err)
-				}
-			}
-			next += size
+		if err := insertRolloutDevices(ctx, tx, r, ids); err != nil {
+			return err
 		}
 		ev.Target = fmt.Sprint(r.ID)
 		return record(ctx, tx, ev)
 	})
 	return r, err
+}
+
+// inActiveRollout names the first device, in ID order, of the target
+// (board, and the compiled filter c with its placeholders from $2) that
+// is in an active rollout: one query, whatever the target's size.
+func inActiveRollout(ctx context.Context, tx *sql.Tx, c filter.SQL, board string) error {
+	var (
+		id    string
+		other int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT d.device_id, r.id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+		WHERE r.state IN ('created', 'running', 'paused')
+		AND d.device_id IN (SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where+`)
+		ORDER BY d.device_id, r.id LIMIT 1`, append([]any{board}, c.Args...)...).Scan(&id, &other)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rollout target: devices in active rollouts: %w", err)
+	}
+	return fmt.Errorf("device %s is in rollout %d, which is active: %w", id, other, ErrState)
+}
+
+// rolloutRows bounds the devices of one INSERT into rollout_devices: two
+// arguments each, and two for the statement, within SQLite's 32,766.
+const rolloutRows = 10_000
+
+// insertRolloutDevices adds ids, in wave order, to rollout r's waves
+// (r.Sizes), rolloutRows to a statement, and counts each wave's devices
+// (rollout_waves), all assigned.
+func insertRolloutDevices(ctx context.Context, tx *sql.Tx, r Rollout, ids []string) error {
+	for wave, size := range r.Sizes {
+		if size == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_waves (rollout_id, wave, assigned, installing, succeeded, failed) VALUES ($1, $2, $3, 0, 0, 0)`,
+			r.ID, wave, size); err != nil {
+			return fmt.Errorf("rollout %d wave %d: %w", r.ID, wave+1, err)
+		}
+	}
+	wave, waveEnd := 0, r.Sizes[0]
+	for start := 0; start < len(ids); start += rolloutRows {
+		end := min(start+rolloutRows, len(ids))
+		var q strings.Builder
+		// The constants first, so that each placeholder first appears in
+		// the order of its number (SQLite numbers them by appearance).
+		q.WriteString(`INSERT INTO rollout_devices (rollout_id, updated, device_id, wave, state) VALUES `)
+		args := make([]any, 0, 2+2*(end-start))
+		args = append(args, r.ID, r.Created.UnixNano())
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteString(", ")
+			}
+			for i == waveEnd {
+				wave++
+				waveEnd += r.Sizes[wave]
+			}
+			fmt.Fprintf(&q, "($1, $2, $%d, $%d, 'assigned')", len(args)+1, len(args)+2)
+			args = append(args, ids[i], wave)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("rollout %d devices %s to %s: %w", r.ID, ids[start], ids[end-1], err)
+		}
+	}
+	return nil
 }
 
 const rolloutColumns = `id, board, version, target, waves, success_threshold, error_threshold, state, open_wave, created, updated, reason`
@@ -388,7 +450,8 @@ func scanRollout(row scanner) (Rollout, error) {
 	return r, nil
 }
 
-// rolloutProgress reads rollout id and counts its waves' devices.
+// rolloutProgress reads rollout id and its waves' devices counted by
+// state (rollout_waves).
 func rolloutProgress(ctx context.Context, q querier, id int64) (Rollout, []WaveProgress, error) {
 	r, err := scanRollout(q.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -401,50 +464,43 @@ func rolloutProgress(ctx context.Context, q querier, id int64) (Rollout, []WaveP
 	for i, n := range r.Sizes {
 		waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
 	}
-	rows, err := q.QueryContext(ctx, `SELECT wave, state, COUNT(*) FROM rollout_devices WHERE rollout_id = $1 GROUP BY wave, state`, id)
+	rows, err := q.QueryContext(ctx, `SELECT wave, assigned, installing, succeeded, failed FROM rollout_waves WHERE rollout_id = $1`, id)
 	if err != nil {
 		return r, nil, err
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			wave, n int
-			state   string
+			wave int
+			p    WaveProgress
 		)
-		if err := rows.Scan(&wave, &state, &n); err != nil {
+		if err := rows.Scan(&wave, &p.Assigned, &p.Installing, &p.Succeeded, &p.Failed); err != nil {
 			return r, nil, err
 		}
 		if wave < 0 || wave >= len(waves) {
-			return r, nil, fmt.Errorf("rollout %d: device in wave %d of %d", id, wave, len(waves))
+			return r, nil, fmt.Errorf("rollout %d: devices counted in wave %d of %d", id, wave, len(waves))
 		}
-		switch DeviceState(state) {
-		case Assigned:
-			waves[wave].Assigned = n
-		case Installing:
-			waves[wave].Installing = n
-		case Succeeded:
-			waves[wave].Succeeded = n
-		case Failed:
-			waves[wave].Failed = n
-		}
+		p.Size, p.Open = waves[wave].Size, waves[wave].Open
+		waves[wave] = p
 	}
 	return r, waves, rows.Err()
 }
 
-// evaluate applies advance to rollout id and stores what changed.
-func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout, error) {
+// evaluate applies advance to rollout id and stores what changed; it
+// says whether anything did.
+func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout, bool, error) {
 	r, waves, err := rolloutProgress(ctx, tx, id)
 	if err != nil {
-		return r, err
+		return r, false, err
 	}
 	state, open, reason := advance(r, waves)
 	if state == r.State && open == r.OpenWave {
-		return r, nil
+		return r, false, nil
 	}
 	r.State, r.OpenWave, r.Reason, r.Updated = state, open, reason, now
 	_, err = tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, open_wave = $3, reason = $4, updated = $5 WHERE id = $1`,
 		id, string(state), open, reason, now.UnixNano())
-	return r, err
+	return r, err == nil, err
 }
 
 // Rollout implements Fleet.
@@ -520,7 +576,7 @@ func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Eve
 			id, string(t.To), reason, ev.At.UnixNano()); err != nil {
 			return err
 		}
-		if r, err = evaluate(ctx, tx, id, ev.At); err != nil {
+		if r, _, err = evaluate(ctx, tx, id, ev.At); err != nil {
 			return err
 		}
 		return record(ctx, tx, ev)
@@ -531,30 +587,39 @@ func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Eve
 // reportToRollout moves device id in its newest rollout that runs, is
 // paused or completed (whose devices still have the release, and may
 // retry), by st, and applies the rollout's policy. It says whether it
-// moved the device.
-func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (bool, error) {
+// moved the device, and whether the policy then changed the rollout.
+func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (moved, changed bool, err error) {
 	var (
 		rid     int64
 		version string
+		wave    int
 		state   string
 	)
-	err := tx.QueryRowContext(ctx, `SELECT r.id, r.version, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+	err = tx.QueryRowContext(ctx, `SELECT r.id, r.version, d.wave, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
 		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused', 'completed')
-		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &state)
+		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &wave, &state)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	to := deviceState(st, version)
-	if to == "" || to == DeviceState(state) || DeviceState(state) == Succeeded {
-		return false, nil
+	from, to := DeviceState(state), deviceState(st, version)
+	if to == "" || to == from || from == Succeeded {
+		return false, false, nil
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rollout_devices SET state = $3, updated = $4 WHERE rollout_id = $1 AND device_id = $2`,
 		rid, id, string(to), at.UnixNano()); err != nil {
-		return false, err
+		return false, false, err
 	}
-	_, err = evaluate(ctx, tx, rid, at)
-	return err == nil, err
+	// from and to are DeviceStates, which name rollout_waves' columns.
+	if !from.valid() {
+		return false, false, fmt.Errorf("rollout %d device %s: stored state %q", rid, id, from)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rollout_waves SET `+string(from)+` = `+string(from)+` - 1, `+string(to)+` = `+string(to)+` + 1
+		WHERE rollout_id = $1 AND wave = $2`, rid, wave); err != nil {
+		return false, false, fmt.Errorf("rollout %d wave %d: %w", rid, wave+1, err)
+	}
+	_, changed, err = evaluate(ctx, tx, rid, at)
+	return err == nil, changed, err
 }

@@ -90,6 +90,11 @@ const (
 	Failed     DeviceState = "failed"     // reported a failure
 )
 
+// valid says whether s is one of the states above.
+func (s DeviceState) valid() bool {
+	return s == Assigned || s == Installing || s == Succeeded || s == Failed
+}
+
 // Wave is how far a wave reaches: Percent of the target devices, or Count
 // of them, counted from the first device of the first wave.
 type Wave struct {
