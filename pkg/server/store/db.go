@@ -57,6 +57,13 @@ type dialect struct {
 	// retry says whether a transaction that failed with err may succeed
 	// when run again (a serialization failure, a deadlock).
 	retry func(err error) bool
+	// anonymous says the statements built for many rows (placeholders)
+	// take SQLite's anonymous "?" rather than "$N". SQLite takes "$N" as a
+	// name, and its parser, and the driver when it binds each argument
+	// (sqlite3_bind_parameter_name), look each up in a list, one by one:
+	// a statement of 20,000 took seconds (and the one writer waited).
+	// "?" is found by its place, at once.
+	anonymous bool
 	// oneWriter says the database takes one writer at a time: DB queues
 	// its writers itself (writers), in order, rather than have them poll
 	// for the lock, where under load one could lose to the others until
@@ -218,7 +225,7 @@ func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < len(ds); start += insertRows {
-			if err := insertDevices(ctx, tx, ds[start:min(start+insertRows, len(ds))]); err != nil {
+			if err := insertDevices(ctx, tx, s.d, ds[start:min(start+insertRows, len(ds))]); err != nil {
 				return err
 			}
 		}
@@ -227,7 +234,7 @@ func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
 	if !s.d.uniqueViolation(err) {
 		return err
 	}
-	if err := registered(ctx, s.db, ds); err != nil {
+	if err := registered(ctx, s.db, s.d, ds); err != nil {
 		return err
 	}
 	return fmt.Errorf("devices %s to %s: %w (one of them was registered meanwhile)", ds[0].ID, ds[len(ds)-1].ID, ErrExists)
@@ -257,7 +264,7 @@ func givenTwice(ds []Device) error {
 
 // registered names the first device of ds whose ID or token is
 // registered: nil when none is.
-func registered(ctx context.Context, q querier, ds []Device) error {
+func registered(ctx context.Context, q querier, d dialect, ds []Device) error {
 	takenID, takenToken := map[string]bool{}, map[string]bool{}
 	for start := 0; start < len(ds); start += insertRows {
 		batch := ds[start:min(start+insertRows, len(ds))]
@@ -268,8 +275,8 @@ func registered(ctx context.Context, q querier, ds []Device) error {
 		for _, d := range batch {
 			args = append(args, d.TokenSHA256)
 		}
-		rows, err := q.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+placeholders(1, len(batch))+`)
-			OR token_sha256 IN (`+placeholders(len(batch)+1, len(batch))+`)`, args...)
+		rows, err := q.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+d.placeholders(1, len(batch))+`)
+			OR token_sha256 IN (`+d.placeholders(len(batch)+1, len(batch))+`)`, args...)
 		if err != nil {
 			return fmt.Errorf("registered devices: %w", err)
 		}
@@ -298,16 +305,16 @@ func registered(ctx context.Context, q querier, ds []Device) error {
 }
 
 // insertDevices adds ds in one statement.
-func insertDevices(ctx context.Context, tx *sql.Tx, ds []Device) error {
+func insertDevices(ctx context.Context, tx *sql.Tx, d dialect, ds []Device) error {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version) VALUES `)
 	args := make([]any, 0, 6*len(ds))
-	for i, d := range ds {
+	for i, dev := range ds {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(" + placeholders(len(args)+1, 6) + ")")
-		args = append(args, d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion)
+		q.WriteString("(" + d.placeholders(len(args)+1, 6) + ")")
+		args = append(args, dev.ID, dev.Board, dev.TokenSHA256, nanos(dev.TokenExpires), dev.Created.UnixNano(), dev.InstalledVersion)
 	}
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("devices %s to %s: %w", ds[0].ID, ds[len(ds)-1].ID, err)
@@ -315,16 +322,26 @@ func insertDevices(ctx context.Context, tx *sql.Tx, ds []Device) error {
 	return nil
 }
 
-// placeholders returns n placeholders from $first: "$3, $4, $5".
-func placeholders(first, n int) string {
+// placeholders returns n placeholders from first: "$3, $4, $5", or on
+// SQLite "?, ?, ?" (anonymous), so a statement built of them must have
+// each number once, in order, and no other placeholder.
+func (d dialect) placeholders(first, n int) string {
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("$" + strconv.Itoa(first+i))
+		b.WriteString(d.placeholder(first + i))
 	}
 	return b.String()
+}
+
+// placeholder is placeholders' placeholder n.
+func (d dialect) placeholder(n int) string {
+	if d.anonymous {
+		return "?"
+	}
+	return "$" + strconv.Itoa(n)
 }
 
 const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status, cert_sha256`

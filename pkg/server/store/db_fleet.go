@@ -353,7 +353,7 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if err != nil {
 			return fmt.Errorf("rollout: %w", err)
 		}
-		if err := insertRolloutDevices(ctx, tx, r, ids); err != nil {
+		if err := insertRolloutDevices(ctx, tx, s.d, r, ids); err != nil {
 			return err
 		}
 		ev.Target = fmt.Sprint(r.ID)
@@ -384,14 +384,28 @@ func inActiveRollout(ctx context.Context, tx *sql.Tx, c filter.SQL, board string
 }
 
 // rolloutRows bounds the devices of one INSERT into rollout_devices: two
-// arguments each, and two for the statement, within SQLite's 32,766.
+// arguments each, within SQLite's 32,766.
 const rolloutRows = 10_000
 
 // insertRolloutDevices adds ids, in wave order, to rollout r's waves
-// (r.Sizes), rolloutRows to a statement, and counts each wave's devices
-// (rollout_waves), all assigned.
-func insertRolloutDevices(ctx context.Context, tx *sql.Tx, r Rollout, ids []string) error {
+// (r.Sizes), and counts each wave's devices (rollout_waves), all
+// assigned. The devices are inserted in ID order, rolloutRows to a
+// statement: on PostgreSQL each row's foreign key is checked, and its
+// device's row locked, through the devices' ID index and table, which
+// are then read in order rather than at random (a million rows took 37 s
+// in wave order, 21 s in ID order).
+func insertRolloutDevices(ctx context.Context, tx *sql.Tx, d dialect, r Rollout, ids []string) error {
+	type member struct {
+		id   string
+		wave int
+	}
+	ms := make([]member, 0, len(ids))
+	next := 0
 	for wave, size := range r.Sizes {
+		for _, id := range ids[next : next+size] {
+			ms = append(ms, member{id, wave})
+		}
+		next += size
 		if size == 0 {
 			continue
 		}
@@ -400,28 +414,24 @@ func insertRolloutDevices(ctx context.Context, tx *sql.Tx, r Rollout, ids []stri
 			return fmt.Errorf("rollout %d wave %d: %w", r.ID, wave+1, err)
 		}
 	}
-	wave, waveEnd := 0, r.Sizes[0]
-	for start := 0; start < len(ids); start += rolloutRows {
-		end := min(start+rolloutRows, len(ids))
+	slices.SortFunc(ms, func(a, b member) int { return strings.Compare(a.id, b.id) })
+	// The rollout's ID and time, integers, are written out, so that each
+	// placeholder comes once, in order (placeholders).
+	row := fmt.Sprintf("(%d, %d, ", r.ID, r.Created.UnixNano())
+	for start := 0; start < len(ms); start += rolloutRows {
+		batch := ms[start:min(start+rolloutRows, len(ms))]
 		var q strings.Builder
-		// The constants first, so that each placeholder first appears in
-		// the order of its number (SQLite numbers them by appearance).
 		q.WriteString(`INSERT INTO rollout_devices (rollout_id, updated, device_id, wave, state) VALUES `)
-		args := make([]any, 0, 2+2*(end-start))
-		args = append(args, r.ID, r.Created.UnixNano())
-		for i := start; i < end; i++ {
-			if i > start {
+		args := make([]any, 0, 2*len(batch))
+		for i, m := range batch {
+			if i > 0 {
 				q.WriteString(", ")
 			}
-			for i == waveEnd {
-				wave++
-				waveEnd += r.Sizes[wave]
-			}
-			fmt.Fprintf(&q, "($1, $2, $%d, $%d, 'assigned')", len(args)+1, len(args)+2)
-			args = append(args, ids[i], wave)
+			q.WriteString(row + d.placeholders(len(args)+1, 2) + ", 'assigned')")
+			args = append(args, m.id, m.wave)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return fmt.Errorf("rollout %d devices %s to %s: %w", r.ID, ids[start], ids[end-1], err)
+			return fmt.Errorf("rollout %d devices %s to %s: %w", r.ID, batch[0].id, batch[len(batch)-1].id, err)
 		}
 	}
 	return nil

@@ -23,6 +23,7 @@ var sqliteDialect = dialect{
 		return errors.As(err, &e) && (e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
 	},
 	retry:     func(error) bool { return false },
+	anonymous: true,
 	oneWriter: true,
 }
 

@@ -104,7 +104,7 @@ func (s *DB) flushSeen(ctx context.Context) error {
 	var err error
 	for start := 0; start < len(ids) && err == nil; start += seenRows {
 		done := s.writing()
-		err = writeSeen(ctx, s.db, ids[start:min(start+seenRows, len(ids))], batch)
+		err = writeSeen(ctx, s.db, s.d, ids[start:min(start+seenRows, len(ids))], batch)
 		done()
 	}
 	b.mu.Lock()
@@ -122,7 +122,7 @@ func (s *DB) flushSeen(ctx context.Context) error {
 
 // writeSeen sets the last_seen of ids to their times in at, in one
 // statement.
-func writeSeen(ctx context.Context, db *sql.DB, ids []string, at map[string]int64) error {
+func writeSeen(ctx context.Context, db *sql.DB, d dialect, ids []string, at map[string]int64) error {
 	var q strings.Builder
 	q.WriteString(`UPDATE devices SET last_seen = v.column2 FROM (VALUES `)
 	args := make([]any, 0, 2*len(ids))
@@ -130,7 +130,7 @@ func writeSeen(ctx context.Context, db *sql.DB, ids []string, at map[string]int6
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		fmt.Fprintf(&q, "(CAST($%d AS TEXT), CAST($%d AS BIGINT))", 2*i+1, 2*i+2)
+		fmt.Fprintf(&q, "(CAST(%s AS TEXT), CAST(%s AS BIGINT))", d.placeholder(2*i+1), d.placeholder(2*i+2))
 		args = append(args, id, at[id])
 	}
 	q.WriteString(`) AS v WHERE devices.id = v.column1 AND (devices.last_seen IS NULL OR devices.last_seen < v.column2)`)
