@@ -279,7 +279,7 @@ func TestStartRollout(t *testing.T) {
 	if err != nil || ro.ID != 7 {
 		t.Fatalf("StartRollout = %+v, %v; want rollout 7", ro, err)
 	}
-	want := api.CreateRollout{Board: "b", Version: "2", Waves: []string{"10%", "100%"}, SuccessThreshold: 1, ErrorThreshold: 0.99}
+	want := api.CreateRollout{Board: "b", Version: "2", Filter: "board=b", Waves: []string{"10%", "100%"}, SuccessThreshold: 1, ErrorThreshold: 0.99}
 	if len(f.rollouts) != 1 || !reflect.DeepEqual(f.rollouts[0], want) || len(f.started) != 1 || f.started[0] != http.MethodPost {
 		t.Errorf("server saw rollouts %+v, starts %v; want %+v, one POST start", f.rollouts, f.started, want)
 	}

@@ -212,7 +212,7 @@ func StartRollout(ctx context.Context, c Config, operatorToken, version string, 
 	}
 	start := time.Now()
 	err := operatorJSON(ctx, cl, c.Server+"/api/v1/rollouts", operatorToken, http.StatusCreated,
-		api.CreateRollout{Board: c.Board, Version: version, Waves: waves, SuccessThreshold: 1, ErrorThreshold: 0.99}, &ro)
+		api.CreateRollout{Board: c.Board, Version: version, Filter: "board=" + c.Board, Waves: waves, SuccessThreshold: 1, ErrorThreshold: 0.99}, &ro)
 	if err != nil {
 		return Rollout{}, err
 	}
