@@ -28,6 +28,8 @@ type DB struct {
 	assign *assignmentCache
 	// writers queues the writers when the dialect takes one at a time.
 	writers sync.Mutex
+	// reports queues the status reports written in groups (ReportStatus).
+	reports reportQueue
 }
 
 // newDB returns the store over db, writing the times Seen records every
@@ -457,39 +459,6 @@ func updateDevice(ctx context.Context, ex interface {
 		return fmt.Errorf("device %s: %w", id, ErrNotFound)
 	}
 	return nil
-}
-
-// ReportStatus implements Reports. The report goes to the device's
-// timeline too, and moves the device in its rollout, in the same
-// transaction. A report that moves the device drops the assignment held
-// for it; one that changes its rollout too, every device's.
-func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	var moved, changed bool
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
-			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
-			return fmt.Errorf("device %s report: %w", id, err)
-		}
-		if moved, changed, err = reportToRollout(ctx, tx, id, st, at); err != nil {
-			return fmt.Errorf("device %s rollout: %w", id, err)
-		}
-		return nil
-	})
-	switch {
-	case err != nil:
-	case changed: // its rollout's waves or state: every device's
-		s.assign.invalidate()
-	case moved: // this device's alone
-		s.assign.forget(id)
-	}
-	return err
 }
 
 // ReportInventory implements Reports.

@@ -594,42 +594,63 @@ func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Eve
 	return r, err
 }
 
-// reportToRollout moves device id in its newest rollout that runs, is
-// paused or completed (whose devices still have the release, and may
-// retry), by st, and applies the rollout's policy. It says whether it
-// moved the device, and whether the policy then changed the rollout.
-func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (moved, changed bool, err error) {
-	var (
-		rid     int64
-		version string
-		wave    int
-		state   string
-	)
-	err = tx.QueryRowContext(ctx, `SELECT r.id, r.version, d.wave, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+// deviceRollout is where a device is in its newest rollout that runs,
+// is paused or completed (whose devices still have the release, and may
+// retry): the rollout, its release, the device's wave and state.
+type deviceRollout struct {
+	id      int64
+	version string
+	wave    int
+	state   DeviceState
+}
+
+// rolloutOf reads device id's rollout (deviceRollout); ok is false when
+// it is in none.
+func rolloutOf(ctx context.Context, q querier, id string) (dr deviceRollout, ok bool, err error) {
+	var state string
+	err = q.QueryRowContext(ctx, `SELECT r.id, r.version, d.wave, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
 		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused', 'completed')
-		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &wave, &state)
+		ORDER BY r.id DESC LIMIT 1`, id).Scan(&dr.id, &dr.version, &dr.wave, &state)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, false, nil
+		return dr, false, nil
 	}
-	if err != nil {
+	dr.state = DeviceState(state)
+	return dr, err == nil, err
+}
+
+// moves is where st moves a device from dr: "" for nowhere.
+func (dr deviceRollout) moves(st api.Status) DeviceState {
+	to := deviceState(st, dr.version)
+	if to == dr.state || dr.state == Succeeded {
+		return ""
+	}
+	return to
+}
+
+// reportToRollout moves device id in its rollout (rolloutOf) by st, and
+// applies the rollout's policy. It says whether it moved the device, and
+// whether the policy then changed the rollout.
+func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (moved, changed bool, err error) {
+	dr, ok, err := rolloutOf(ctx, tx, id)
+	if err != nil || !ok {
 		return false, false, err
 	}
-	from, to := DeviceState(state), deviceState(st, version)
-	if to == "" || to == from || from == Succeeded {
+	from, to := dr.state, dr.moves(st)
+	if to == "" {
 		return false, false, nil
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rollout_devices SET state = $3, updated = $4 WHERE rollout_id = $1 AND device_id = $2`,
-		rid, id, string(to), at.UnixNano()); err != nil {
+		dr.id, id, string(to), at.UnixNano()); err != nil {
 		return false, false, err
 	}
 	// from and to are DeviceStates, which name rollout_waves' columns.
 	if !from.valid() {
-		return false, false, fmt.Errorf("rollout %d device %s: stored state %q", rid, id, from)
+		return false, false, fmt.Errorf("rollout %d device %s: stored state %q", dr.id, id, from)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rollout_waves SET `+string(from)+` = `+string(from)+` - 1, `+string(to)+` = `+string(to)+` + 1
-		WHERE rollout_id = $1 AND wave = $2`, rid, wave); err != nil {
-		return false, false, fmt.Errorf("rollout %d wave %d: %w", rid, wave+1, err)
+		WHERE rollout_id = $1 AND wave = $2`, dr.id, dr.wave); err != nil {
+		return false, false, fmt.Errorf("rollout %d wave %d: %w", dr.id, dr.wave+1, err)
 	}
-	_, changed, err = evaluate(ctx, tx, rid, at)
+	_, changed, err = evaluate(ctx, tx, dr.id, at)
 	return err == nil, changed, err
 }
