@@ -71,8 +71,9 @@ func (c *assignmentCache) invalidateLocked() {
 	clear(c.forgot)
 }
 
-// forget drops the assignment held for id, and whether no device has
-// one (id may now have one).
+// forget drops the assignment held for id, and that no device has one,
+// if held (id may now have one). That some device has one is kept: it
+// only sends Assignment to read the device's.
 func (c *assignmentCache) forget(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -83,7 +84,9 @@ func (c *assignmentCache) forget(id string) {
 	c.forgets++
 	c.forgot[id] = c.forgets
 	delete(c.devices, id)
-	c.noneGen = 0
+	if c.none {
+		c.noneGen = 0
+	}
 }
 
 // readMark is when a read began: what it read is kept only if nothing
@@ -130,11 +133,11 @@ func (c *assignmentCache) keep(id string, a *Assignment, m readMark, at time.Tim
 }
 
 // keepNone holds whether no device has an assignment, read from m on,
-// unless a change came since.
+// unless a change came since that could make it wrong.
 func (c *assignmentCache) keepNone(none bool, m readMark, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m.gen == c.gen && m.forgets == c.forgets {
+	if m.gen == c.gen && (!none || m.forgets == c.forgets) {
 		c.none, c.noneGen, c.noneAt = none, m.gen, at
 	}
 }

@@ -461,40 +461,63 @@ func scanRollout(row scanner) (Rollout, error) {
 }
 
 // rolloutProgress reads rollout id and its waves' devices counted by
-// state (rollout_waves).
+// state (rollout_waves), in one query: the policy runs it after every
+// report that moves a device.
 func rolloutProgress(ctx context.Context, q querier, id int64) (Rollout, []WaveProgress, error) {
-	r, err := scanRollout(q.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
-	}
+	// No column of rollout_waves is named as one of rollouts.
+	rows, err := q.QueryContext(ctx, `SELECT `+rolloutColumns+`, wave, assigned, installing, succeeded, failed
+		FROM rollouts LEFT JOIN rollout_waves ON rollout_id = id WHERE id = $1`, id)
 	if err != nil {
-		return r, nil, err
-	}
-	waves := make([]WaveProgress, len(r.Sizes))
-	for i, n := range r.Sizes {
-		waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
-	}
-	rows, err := q.QueryContext(ctx, `SELECT wave, assigned, installing, succeeded, failed FROM rollout_waves WHERE rollout_id = $1`, id)
-	if err != nil {
-		return r, nil, err
+		return Rollout{}, nil, err
 	}
 	defer rows.Close()
+	var (
+		r     Rollout
+		waves []WaveProgress
+	)
 	for rows.Next() {
 		var (
-			wave int
-			p    WaveProgress
+			wave                                    sql.NullInt64
+			assigned, installing, succeeded, failed sql.NullInt64
 		)
-		if err := rows.Scan(&wave, &p.Assigned, &p.Installing, &p.Succeeded, &p.Failed); err != nil {
+		row, err := scanRollout(withExtra{rows, []any{&wave, &assigned, &installing, &succeeded, &failed}})
+		if err != nil {
 			return r, nil, err
 		}
-		if wave < 0 || wave >= len(waves) {
-			return r, nil, fmt.Errorf("rollout %d: devices counted in wave %d of %d", id, wave, len(waves))
+		if waves == nil {
+			r = row
+			waves = make([]WaveProgress, len(r.Sizes))
+			for i, n := range r.Sizes {
+				waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
+			}
 		}
-		p.Size, p.Open = waves[wave].Size, waves[wave].Open
-		waves[wave] = p
+		if !wave.Valid { // no wave counted
+			continue
+		}
+		w := int(wave.Int64)
+		if w < 0 || w >= len(waves) {
+			return r, nil, fmt.Errorf("rollout %d: devices counted in wave %d of %d", id, w, len(waves))
+		}
+		waves[w].Assigned, waves[w].Installing = int(assigned.Int64), int(installing.Int64)
+		waves[w].Succeeded, waves[w].Failed = int(succeeded.Int64), int(failed.Int64)
 	}
-	return r, waves, rows.Err()
+	if err := rows.Err(); err != nil {
+		return r, nil, err
+	}
+	if waves == nil {
+		return r, nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
+	}
+	return r, waves, nil
 }
+
+// withExtra scans a row's columns into the destinations given, then
+// into extra.
+type withExtra struct {
+	row   scanner
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error { return w.row.Scan(append(dest, w.extra...)...) }
 
 // evaluate applies advance to rollout id and stores what changed; it
 // says whether anything did.

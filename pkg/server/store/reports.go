@@ -11,8 +11,12 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/api"
 )
 
-// maxGroup bounds the status reports written in one transaction.
-const maxGroup = 256
+// maxGroup bounds the status reports written in one transaction. Each
+// savepoint that writes is a subtransaction on PostgreSQL, and past 64 in
+// one transaction (PGPROC_MAX_CACHED_SUBXIDS) every other session's
+// snapshot overflows and looks them up in pg_subtrans, slowing every
+// query of the server.
+const maxGroup = 64
 
 // report is one status report to write, and what writing it did.
 type report struct {

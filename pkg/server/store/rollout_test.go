@@ -169,6 +169,12 @@ func TestAssignmentForget(t *testing.T) {
 	if _, ok, _, noneKnown := c.lookup("dev-3"); ok || noneKnown {
 		t.Errorf("after a device was forgotten: held %v, none known %v; want none known no more", ok, noneKnown)
 	}
+	_, _, m, _ = c.lookup("dev-3")
+	c.keepNone(false, m, t0)
+	c.forget("dev-1")
+	if _, ok, _, noneKnown := c.lookup("dev-3"); ok || !noneKnown {
+		t.Errorf("some device has one, then another was forgotten: held %v, none known %v; want it known that some has one", ok, noneKnown)
+	}
 	_, _, m, _ = c.lookup("dev-1")
 	c.keep("dev-1", nil, m, t0)
 	if got, ok, _, _ := c.lookup("dev-1"); !ok || got != nil {
