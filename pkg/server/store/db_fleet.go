@@ -526,15 +526,35 @@ func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout
 	if err != nil {
 		return r, false, err
 	}
-	state, open, reason := advance(r, waves)
-	if state == r.State && open == r.OpenWave {
-		return r, false, nil
-	}
-	r.State, r.OpenWave, r.Reason, r.Updated = state, open, reason, now
-	_, err = tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, open_wave = $3, reason = $4, updated = $5 WHERE id = $1`,
-		id, string(state), open, reason, now.UnixNano())
-	return r, err == nil, err
+	c := rolloutCounts{r, waves}
+	changed, err := c.apply(ctx, tx, now)
+	return c.r, changed, err
 }
+
+// rolloutCounts is a rollout and its waves' progress as a transaction
+// read them and changed them since.
+type rolloutCounts struct {
+	r     Rollout
+	waves []WaveProgress
+}
+
+// apply applies advance to c and stores what changed; it says whether
+// anything did.
+func (c *rolloutCounts) apply(ctx context.Context, tx *sql.Tx, now time.Time) (bool, error) {
+	state, open, reason := advance(c.r, c.waves)
+	if state == c.r.State && open == c.r.OpenWave {
+		return false, nil
+	}
+	c.r.State, c.r.OpenWave, c.r.Reason, c.r.Updated = state, open, reason, now
+	_, err := tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, open_wave = $3, reason = $4, updated = $5 WHERE id = $1`,
+		c.r.ID, string(state), open, reason, now.UnixNano())
+	return err == nil, err
+}
+
+// heldCounts holds, for reports written one after another in one
+// transaction, the rollouts they read and changed, so that each reads
+// them once: nothing but the transaction changes what it reads.
+type heldCounts map[int64]*rolloutCounts
 
 // Rollout implements Fleet.
 func (s *DB) Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress, error) {
@@ -652,8 +672,10 @@ func (dr deviceRollout) moves(st api.Status) DeviceState {
 
 // reportToRollout moves device id in its rollout (rolloutOf) by st, and
 // applies the rollout's policy. It says whether it moved the device, and
-// whether the policy then changed the rollout.
-func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (moved, changed bool, err error) {
+// whether the policy then changed the rollout. The rollout's counts are
+// read once for all the reports of a transaction that share held (nil:
+// read each time).
+func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time, held heldCounts) (moved, changed bool, err error) {
 	dr, ok, err := rolloutOf(ctx, tx, id)
 	if err != nil || !ok {
 		return false, false, err
@@ -674,6 +696,21 @@ func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, 
 		WHERE rollout_id = $1 AND wave = $2`, dr.id, dr.wave); err != nil {
 		return false, false, fmt.Errorf("rollout %d wave %d: %w", dr.id, dr.wave+1, err)
 	}
-	_, changed, err = evaluate(ctx, tx, dr.id, at)
+	c := held[dr.id]
+	if c == nil {
+		// Read after the move: the counts include it.
+		r, waves, err := rolloutProgress(ctx, tx, dr.id)
+		if err != nil {
+			return false, false, err
+		}
+		c = &rolloutCounts{r, waves}
+		if held != nil {
+			held[dr.id] = c
+		}
+	} else {
+		*c.waves[dr.wave].count(from)--
+		*c.waves[dr.wave].count(to)++
+	}
+	changed, err = c.apply(ctx, tx, at)
 	return err == nil, changed, err
 }

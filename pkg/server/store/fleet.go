@@ -126,6 +126,19 @@ type WaveProgress struct {
 	Assigned, Installing, Succeeded, Failed int
 }
 
+// count is w's count of devices in state s, a valid one.
+func (w *WaveProgress) count(s DeviceState) *int {
+	switch s {
+	case Assigned:
+		return &w.Assigned
+	case Installing:
+		return &w.Installing
+	case Succeeded:
+		return &w.Succeeded
+	}
+	return &w.Failed
+}
+
 // RolloutDevice is a device in a rollout: its wave, from 0, and state.
 type RolloutDevice struct {
 	DeviceID string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -46,8 +47,8 @@ type reportQueue struct {
 // for it; one that changes its rollout too, every device's.
 //
 // Some reports are written in groups, one transaction for all the reports
-// that arrived while the group before was written, each in its own
-// savepoint, so that one that fails fails alone, with its own error:
+// that arrived while the group before was written (writeGroup), so that
+// one that fails fails alone, with its own error:
 //
 //   - on SQLite, every report: its one writer commits a group of them in
 //     about the time it took for one, where the reports queued;
@@ -75,7 +76,7 @@ func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time
 	if group {
 		s.writeInGroup(r)
 	} else {
-		r.err = s.inTx(ctx, func(tx *sql.Tx) error { return writeReport(ctx, tx, r) })
+		r.err = s.inTx(ctx, func(tx *sql.Tx) error { return writeReport(ctx, tx, r, nil) })
 	}
 	if r.err == nil {
 		switch {
@@ -88,8 +89,9 @@ func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time
 	return r.err
 }
 
-// writeReport writes r in tx, setting what it did.
-func writeReport(ctx context.Context, tx *sql.Tx, r *report) error {
+// writeReport writes r in tx, setting what it did; held is
+// reportToRollout's.
+func writeReport(ctx context.Context, tx *sql.Tx, r *report, held heldCounts) error {
 	r.moved, r.changed = false, false
 	if err := updateDevice(ctx, tx, r.id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
 		r.at.UnixNano(), r.st.InstalledVersion, string(r.st.Phase), r.status); err != nil {
@@ -99,7 +101,7 @@ func writeReport(ctx context.Context, tx *sql.Tx, r *report) error {
 		return fmt.Errorf("device %s report: %w", r.id, err)
 	}
 	var err error
-	if r.moved, r.changed, err = reportToRollout(ctx, tx, r.id, r.st, r.at); err != nil {
+	if r.moved, r.changed, err = reportToRollout(ctx, tx, r.id, r.st, r.at, held); err != nil {
 		return fmt.Errorf("device %s rollout: %w", r.id, err)
 	}
 	return nil
@@ -139,36 +141,60 @@ func (s *DB) writeInGroup(r *report) {
 	}
 }
 
-// writeGroup writes group in one transaction, each report in a
-// savepoint: one that fails is undone alone, and keeps its error. One
-// whose request has ended is not written (its context's error). A
-// failure of the transaction itself, or one that says to run it again
-// (inTx), is every report's. The transaction is not cut short when the
-// request of the report that writes it ends: the others wait for it.
+// errOneFailed: a report of a group written without savepoints failed.
+var errOneFailed = errors.New("a report of the group failed")
+
+// writeGroup writes group in one transaction. It writes the reports one
+// after another, reading each rollout's counts once; if one fails, it
+// writes the group again, each report in a savepoint: one that fails is
+// undone alone, and keeps its error. One whose request has ended is not
+// written (its context's error). A failure of the transaction itself, or
+// one that says to run it again (inTx), is every report's. The
+// transaction is not cut short when the request of the report that
+// writes it ends: the others wait for it.
 func (s *DB) writeGroup(group []*report) {
 	ctx := context.WithoutCancel(group[0].ctx)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		held := heldCounts{}
 		for _, r := range group {
 			if r.err = r.ctx.Err(); r.err != nil {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT report`); err != nil {
-				return fmt.Errorf("status reports: %w", err)
-			}
-			if r.err = writeReport(ctx, tx, r); r.err != nil {
+			if r.err = writeReport(ctx, tx, r, held); r.err != nil {
 				if s.d.retry(r.err) {
 					return r.err
 				}
-				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT report`); err != nil {
-					return fmt.Errorf("status reports: %w", err)
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT report`); err != nil {
-				return fmt.Errorf("status reports: %w", err)
+				return errOneFailed
 			}
 		}
 		return nil
 	})
+	if errors.Is(err, errOneFailed) {
+		err = s.inTx(ctx, func(tx *sql.Tx) error {
+			for _, r := range group {
+				if r.err = r.ctx.Err(); r.err != nil {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, `SAVEPOINT report`); err != nil {
+					return fmt.Errorf("status reports: %w", err)
+				}
+				// The counts are read again after each: a savepoint
+				// undone may have undone a change to them.
+				if r.err = writeReport(ctx, tx, r, nil); r.err != nil {
+					if s.d.retry(r.err) {
+						return r.err
+					}
+					if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT report`); err != nil {
+						return fmt.Errorf("status reports: %w", err)
+					}
+				}
+				if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT report`); err != nil {
+					return fmt.Errorf("status reports: %w", err)
+				}
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		for _, r := range group {
 			r.err = err
