@@ -46,27 +46,25 @@ type reportQueue struct {
 // transaction. A report that moves the device drops the assignment held
 // for it; one that changes its rollout too, every device's.
 //
-// Some reports are written in groups, one transaction for all the reports
+// On PostgreSQL, a report seen beforehand to move its device in a
+// rollout is written in a group: one transaction for all such reports
 // that arrived while the group before was written (writeGroup), so that
-// one that fails fails alone, with its own error:
-//
-//   - on SQLite, every report: its one writer commits a group of them in
-//     about the time it took for one, where the reports queued;
-//   - on PostgreSQL, a report seen beforehand to move its device in a
-//     rollout: such reports each count the device in the rollout's waves
-//     and run its policy over the counts, so two at once clash
-//     (serialization failures) and run again, over and over under a
-//     fleet's reports. In a group they clash no more, in this server.
-//     What a report does is decided in its transaction, whatever was seen
-//     before it.
+// one that fails fails alone, with its own error. Such reports each count
+// the device in the rollout's waves and run its policy over the counts,
+// so two at once clash (serialization failures) and run again, over and
+// over under a fleet's reports; in a group they clash no more, in this
+// server. What a report does is decided in its transaction, whatever was
+// seen before it. On SQLite, whose one writer takes them in turn, they
+// clash never, and groups were measured to gain nothing: each report is
+// written alone, as on PostgreSQL the reports that move no device.
 func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
 	r := &report{ctx: ctx, id: id, st: st, status: string(b), at: at}
-	group := s.d.oneWriter
-	if !group {
+	group := false
+	if !s.d.oneWriter {
 		dr, ok, err := rolloutOf(ctx, s.db, id)
 		if err != nil {
 			return fmt.Errorf("device %s rollout: %w", id, err)
