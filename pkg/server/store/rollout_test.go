@@ -129,17 +129,10 @@ func checkWaves(t *testing.T, s *DB, id int64, want []WaveProgress) {
 		counted[i].Size, counted[i].Open = got[i].Size, got[i].Open
 	}
 	for _, d := range ds {
-		w := &counted[d.Wave]
-		switch d.State {
-		case Assigned:
-			w.Assigned++
-		case Installing:
-			w.Installing++
-		case Succeeded:
-			w.Succeeded++
-		case Failed:
-			w.Failed++
+		if !d.State.valid() {
+			t.Fatalf("device %s: state %q", d.DeviceID, d.State)
 		}
+		*counted[d.Wave].count(d.State)++
 	}
 	if diff := cmp.Diff(counted, got); diff != "" {
 		t.Errorf("Rollout(%d) waves against its devices counted (-counted +got):\n%s", id, diff)
