@@ -10,7 +10,7 @@ import (
 	"github.com/lifeboat-update/lifeboat/pkg/server/store/storetest"
 )
 
-// EnvBenchDevices names the environment variable that sets the fleet of
+// envBenchDevices names the environment variable that sets the fleet of
 // BenchmarkCreateRollout (default 10,000); docs/benchmarks.md has its
 // figures for a million.
 const envBenchDevices = "LIFEBOAT_BENCH_DEVICES"
