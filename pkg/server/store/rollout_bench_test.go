@@ -16,8 +16,7 @@ import (
 const envBenchDevices = "LIFEBOAT_BENCH_DEVICES"
 
 // BenchmarkCreateRollout creates a rollout of three waves over the whole
-// fleet, and cancels it (untimed) for the next; then it starts one and
-// cancels it (the cancel timed apart, as cancel).
+// fleet, and cancels it (untimed) for the next.
 func BenchmarkCreateRollout(b *testing.B) {
 	n := 10_000
 	if v := os.Getenv(envBenchDevices); v != "" {
