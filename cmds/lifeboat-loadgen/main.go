@@ -6,8 +6,9 @@
 //
 //	lifeboat-loadgen register --server=URL --token-file=PATH [--devices=1000000]
 //	                          [--seed=S] [--board=B] [--version=V] [--batch=1000] [--workers=4] [--json]
+//	lifeboat-loadgen rollout --server=URL --token-file=PATH --release=V [--board=B] [--waves=100%] [--json]
 //	lifeboat-loadgen run --server=URL [--devices=1000000] [--seed=S] [--rate=3000]
-//	                     [--duration=60s] [--status-share=0.1] [--workers=512] [--json]
+//	                     [--duration=60s] [--status-share=0.1] [--installed=V] [--workers=512] [--json]
 //
 // register registers --devices devices through POST /api/v1/devices/bulk
 // with the operator (or admin) token in --token-file, --batch devices to a
@@ -16,10 +17,19 @@
 // device at a time). Each device's ID and token are derived from --seed and its
 // number, so run needs only the same --seed and --devices.
 //
+// rollout creates a rollout of release --release (published on the
+// server) over every device of --board, in --waves (comma-separated, as
+// the API takes them: "5,10%,100%"), and starts it, with the operator
+// token in --token-file; it prints how long the creation and the start
+// took. No failure halts it; a wave opens once every device of the one
+// before succeeded.
+//
 // run drives the devices' API at --rate requests per second for
 // --duration: check-ins (GET /api/v1/device/poll, with If-None-Match once
 // a device has an ETag) and, for --status-share of the requests, status
-// reports (POST /api/v1/device/status), spread over the devices. The load
+// reports (POST /api/v1/device/status), spread over the devices. A report
+// says the device is idle on --version or, with --installed, that it has
+// installed that release (which moves it on in a rollout of it). The load
 // is open-loop: each request is due at its time whether or not earlier
 // ones were answered, and its latency counts from then, so queueing shows.
 // It prints the requests per second achieved and, per kind, p50, p99 and
@@ -53,8 +63,14 @@ var commands = []cli.Command{
 		Run:      runRegister,
 	},
 	{
+		Name:     "rollout",
+		Usage:    "--server=URL --token-file=PATH --release=V [--board=B] [--waves=W,W,...] [--json]",
+		Synopsis: "create and start a rollout over the whole fleet, and print how long that took",
+		Run:      runRollout,
+	},
+	{
 		Name:     "run",
-		Usage:    "--server=URL [--devices=N] [--seed=S] [--rate=R] [--duration=D] [--status-share=F] [--workers=N] [--json]",
+		Usage:    "--server=URL [--devices=N] [--seed=S] [--rate=R] [--duration=D] [--status-share=F] [--installed=V] [--workers=N] [--json]",
 		Synopsis: "drive check-ins and status reports at a rate and print the latencies",
 		Run:      runLoad,
 	},
@@ -76,19 +92,16 @@ func runRegister(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []strin
 	var c loadgen.Config
 	fleetFlags(fs, &c, 4)
 	fs.IntVar(&c.Batch, "batch", api.MaxBulkRegistrations, "devices registered by one request")
-	tokenFile := fs.String("token-file", "", "file holding an operator or admin token")
+	tokenFile := tokenFlag(fs)
 	out := cli.JSONFlag(fs)
 	if err := parse(fs, args, &c); err != nil {
 		return err
 	}
-	if *tokenFile == "" {
-		return cli.Usagef("--token-file is required")
-	}
-	b, err := os.ReadFile(*tokenFile)
+	token, err := readToken(*tokenFile)
 	if err != nil {
 		return err
 	}
-	res, err := loadgen.Register(ctx, c, strings.TrimSpace(string(b)))
+	res, err := loadgen.Register(ctx, c, token)
 	if perr := out.Result(std.Stdout, res, func(w io.Writer) {
 		fmt.Fprintf(w, "registered %d devices (%d existing) in %.1f s: %.0f/s\n", res.Devices, res.Existing, res.Seconds, res.PerSec)
 		printErrors(w, "register", res.Errors)
@@ -98,12 +111,59 @@ func runRegister(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []strin
 	return err
 }
 
+func tokenFlag(fs *flag.FlagSet) *string {
+	return fs.String("token-file", "", "file holding an operator or admin token")
+}
+
+// readToken reads the operator token in path, which is required.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", cli.Usagef("--token-file is required")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func runRollout(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
+	var c loadgen.Config
+	fs.StringVar(&c.Server, "server", "", "the server's URL, http://HOST:PORT")
+	fs.StringVar(&c.Board, "board", "loadgen", "board of the devices to roll the release out to")
+	tokenFile := tokenFlag(fs)
+	release := fs.String("release", "", "release to roll out, published for --board")
+	waves := fs.String("waves", "100%", "the waves, comma-separated: N devices or P% of the fleet, growing, the last 100%")
+	out := cli.JSONFlag(fs)
+	if err := cli.Parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() != 0:
+		return cli.Usagef("rollout takes no arguments")
+	case *release == "":
+		return cli.Usagef("--release is required")
+	}
+	token, err := readToken(*tokenFile)
+	if err != nil {
+		return err
+	}
+	res, err := loadgen.StartRollout(ctx, c, token, *release, strings.Split(*waves, ","))
+	if err != nil {
+		return err
+	}
+	return out.Result(std.Stdout, res, func(w io.Writer) {
+		fmt.Fprintf(w, "rollout %d of %s %s created in %.1f s, started in %.1f s\n", res.ID, c.Board, *release, res.CreateSeconds, res.StartSeconds)
+	})
+}
+
 func runLoad(ctx context.Context, std cli.IO, fs *flag.FlagSet, args []string) error {
 	var c loadgen.Config
 	fleetFlags(fs, &c, 512)
 	fs.Float64Var(&c.Rate, "rate", 3000, "requests per second")
 	fs.DurationVar(&c.Duration, "duration", time.Minute, "how long to send requests")
 	fs.Float64Var(&c.StatusShare, "status-share", 0.1, "share of the requests that are status reports, 0 to 1")
+	fs.StringVar(&c.Installed, "installed", "", "release the status reports say is installed (default: idle on --version)")
 	out := cli.JSONFlag(fs)
 	if err := parse(fs, args, &c); err != nil {
 		return err

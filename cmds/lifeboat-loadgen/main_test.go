@@ -23,6 +23,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"run", "--server=http://127.0.0.1:1", "--devices=0"}, "devices 0"},
 		{[]string{"run", "--server=http://127.0.0.1:1", "--status-share=2"}, "status share 2"},
 		{[]string{"run", "--server=http://127.0.0.1:1", "extra"}, "takes no arguments"},
+		{[]string{"rollout", "--server=http://127.0.0.1:1", "--token-file=x"}, "--release is required"},
+		{[]string{"rollout", "--server=http://127.0.0.1:1", "--release=2", "x"}, "takes no arguments"},
+		{[]string{"rollout", "--server=http://127.0.0.1:1", "--release=2"}, "--token-file is required"},
 		{[]string{"load"}, `unknown command "load"`},
 	} {
 		var out, errb bytes.Buffer

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -154,12 +155,15 @@ func TestValidate(t *testing.T) {
 // fakeServer answers the device and registration endpoints the way the
 // fleet server does, checking each device's token.
 type fakeServer struct {
-	mu       sync.Mutex
-	devices  map[string]bool // SHA-256 of registered tokens
-	bulk     int             // bulk registration requests
-	polls    int
-	withETag int
-	reports  int
+	mu         sync.Mutex
+	devices    map[string]bool // SHA-256 of registered tokens
+	bulk       int             // bulk registration requests
+	polls      int
+	withETag   int
+	reports    int
+	lastReport api.Status
+	rollouts   []api.CreateRollout
+	started    []string
 }
 
 func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -212,7 +216,23 @@ func (f *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.reports++
+		json.NewDecoder(r.Body).Decode(&f.lastReport)
 		w.WriteHeader(http.StatusNoContent)
+	case "/api/v1/rollouts":
+		var c api.CreateRollout
+		if tok != "op" || json.NewDecoder(r.Body).Decode(&c) != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		f.rollouts = append(f.rollouts, c)
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"id": 7, "state": "created"}`))
+	case "/api/v1/rollouts/7/start":
+		f.started = append(f.started, r.Method)
+		w.Write([]byte(`{"id": 7, "state": "running"}`))
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte(`{"error": "no such endpoint"}`))
 	}
 }
 
@@ -247,5 +267,38 @@ func TestRegisterAndRun(t *testing.T) {
 	}
 	if _, err := Register(t.Context(), c, "wrong"); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("Register with a wrong token: %v, want an error naming the 401", err)
+	}
+}
+
+func TestStartRollout(t *testing.T) {
+	f := &fakeServer{devices: map[string]bool{}}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c := Config{Server: srv.URL, Seed: "t", Devices: 3, Board: "b", Version: "1", Installed: "2", Workers: 1, Rate: 1000, Duration: 3 * time.Millisecond, StatusShare: 1}
+	ro, err := StartRollout(t.Context(), c, "op", "2", []string{"10%", "100%"})
+	if err != nil || ro.ID != 7 {
+		t.Fatalf("StartRollout = %+v, %v; want rollout 7", ro, err)
+	}
+	want := api.CreateRollout{Board: "b", Version: "2", Filter: "board=b", Waves: []string{"10%", "100%"}, SuccessThreshold: 1, ErrorThreshold: 0.99}
+	if len(f.rollouts) != 1 || !reflect.DeepEqual(f.rollouts[0], want) || len(f.started) != 1 || f.started[0] != http.MethodPost {
+		t.Errorf("server saw rollouts %+v, starts %v; want %+v, one POST start", f.rollouts, f.started, want)
+	}
+	if _, err := StartRollout(t.Context(), c, "op", "3", []string{"100%"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Server += "/nowhere"
+	if _, err := StartRollout(t.Context(), c, "op", "2", []string{"100%"}); err == nil || !strings.Contains(err.Error(), "status 404: {\"error\": \"no such endpoint\"}") {
+		t.Errorf("StartRollout against no endpoint: %v, want an error with the 404 and its body", err)
+	}
+	c.Server = srv.URL
+	if _, err := Register(t.Context(), c, "op"); err != nil {
+		t.Fatal(err)
+	}
+	// With Installed, reports say the release is installed.
+	if res, err := Run(t.Context(), c); err != nil || res.Failed() != 0 || f.reports != 3 {
+		t.Fatalf("Run = %+v, %v; want 3 reports, none failed", res, err)
+	}
+	if want := (api.Status{Phase: api.PhaseInstalled, InstalledVersion: "2"}); !reflect.DeepEqual(f.lastReport, want) {
+		t.Errorf("report = %+v, want %+v", f.lastReport, want)
 	}
 }

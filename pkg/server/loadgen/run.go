@@ -27,6 +27,10 @@ type Config struct {
 	Devices int
 	// Board and Version are what registered devices are flashed with.
 	Board, Version string
+	// Installed is the release Run's status reports say is installed:
+	// "" for Version, idle (the fleet at rest); another, installed (each
+	// report moves its device on in a rollout of that release).
+	Installed string
 	// Workers bounds the requests in flight.
 	Workers int
 	// Rate is the requests per second Run sends, for Duration;
@@ -50,9 +54,10 @@ func (c *Config) batch() int {
 
 // Validate refuses a config that cannot run.
 func (c *Config) Validate() error {
+	if err := c.checkServer(); err != nil {
+		return err
+	}
 	switch {
-	case !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://"):
-		return fmt.Errorf("server %q: want an http:// or https:// URL", c.Server)
 	case c.Devices < 1:
 		return fmt.Errorf("devices %d: want 1 or more", c.Devices)
 	case c.Workers < 1:
@@ -61,6 +66,13 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("batch %d: want 1 to %d, or 0 for the most", c.Batch, api.MaxBulkRegistrations)
 	case !(c.StatusShare >= 0 && c.StatusShare <= 1):
 		return fmt.Errorf("status share %v: want 0 to 1", c.StatusShare)
+	}
+	return nil
+}
+
+func (c *Config) checkServer() error {
+	if !strings.HasPrefix(c.Server, "http://") && !strings.HasPrefix(c.Server, "https://") {
+		return fmt.Errorf("server %q: want an http:// or https:// URL", c.Server)
 	}
 	return nil
 }
@@ -176,20 +188,84 @@ func post(ctx context.Context, cl *http.Client, url, operatorToken string, v any
 	return code, err
 }
 
+// Rollout is what StartRollout did.
+type Rollout struct {
+	ID int64 `json:"id"`
+	// CreateSeconds is how long its creation took, StartSeconds its start.
+	CreateSeconds float64 `json:"create_seconds"`
+	StartSeconds  float64 `json:"start_seconds"`
+}
+
+// StartRollout creates a rollout of release version of c.Board over
+// every device of that board that is not revoked, in waves
+// (api.CreateRollout's), with operatorToken, and starts it. The
+// thresholds let no failure halt it and open the next wave once every
+// device of the last open one succeeded. Of c it uses Server, Board and
+// Client.
+func StartRollout(ctx context.Context, c Config, operatorToken, version string, waves []string) (Rollout, error) {
+	if err := c.checkServer(); err != nil {
+		return Rollout{}, err
+	}
+	cl := c.client()
+	var ro struct {
+		ID int64 `json:"id"`
+	}
+	start := time.Now()
+	err := operatorJSON(ctx, cl, c.Server+"/api/v1/rollouts", operatorToken, http.StatusCreated,
+		api.CreateRollout{Board: c.Board, Version: version, Filter: "board=" + c.Board, Waves: waves, SuccessThreshold: 1, ErrorThreshold: 0.99}, &ro)
+	if err != nil {
+		return Rollout{}, err
+	}
+	res := Rollout{ID: ro.ID, CreateSeconds: time.Since(start).Seconds()}
+	start = time.Now()
+	if err := operatorJSON(ctx, cl, fmt.Sprintf("%s/api/v1/rollouts/%d/start", c.Server, ro.ID), operatorToken, http.StatusOK, nil, nil); err != nil {
+		return res, err
+	}
+	res.StartSeconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// operatorJSON POSTs in (none when nil) to url with operatorToken, wants
+// status want, and decodes the answer into out (unless nil).
+func operatorJSON(ctx context.Context, cl *http.Client, url, operatorToken string, want int, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	req, err := newRequest(ctx, http.MethodPost, url, operatorToken, body)
+	if err != nil {
+		return err
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("POST %s: read answer: %w", url, err)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("POST %s: status %d: %s", url, resp.StatusCode, bytes.TrimSpace(b))
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("POST %s: answer: %w", url, err)
+	}
+	return nil
+}
+
 // send sends one request and reads its answer through; code is 0 when
 // there was none.
 func send(ctx context.Context, cl *http.Client, method, url, token, ifNoneMatch string, body []byte) (code int, etag string, err error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	req, err := newRequest(ctx, method, url, token, body)
 	if err != nil {
 		return 0, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	if ifNoneMatch != "" {
 		req.Header.Set("If-None-Match", ifNoneMatch)
@@ -203,6 +279,23 @@ func send(ctx context.Context, cl *http.Client, method, url, token, ifNoneMatch 
 		return 0, "", fmt.Errorf("%s %s: read answer: %w", method, url, err)
 	}
 	return resp.StatusCode, resp.Header.Get("ETag"), nil
+}
+
+// newRequest is a request with token, and body (none when nil) as JSON.
+func newRequest(ctx context.Context, method, url, token string, body []byte) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, nil
 }
 
 func errorKey(code int) string {
@@ -256,7 +349,11 @@ func Run(ctx context.Context, c Config) (Result, error) {
 		return Result{}, fmt.Errorf("rate %v for %v: want a positive rate and duration", c.Rate, c.Duration)
 	}
 	cl := c.client()
-	status, err := json.Marshal(api.Status{Phase: api.PhaseIdle, InstalledVersion: c.Version})
+	st := api.Status{Phase: api.PhaseIdle, InstalledVersion: c.Version}
+	if c.Installed != "" && c.Installed != c.Version {
+		st = api.Status{Phase: api.PhaseInstalled, InstalledVersion: c.Installed}
+	}
+	status, err := json.Marshal(st)
 	if err != nil {
 		return Result{}, err
 	}

@@ -26,14 +26,20 @@ const assigned = `FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id 
 	WHERE d.wave <= r.open_wave AND (r.state IN ('running', 'completed') OR d.state = 'installing')`
 
 // assignmentCache holds assignments read at a generation, which each
-// change that can alter one moves on: an entry of an older generation, or
-// older than the TTL, is read again. It also holds whether any device has
-// an assignment at all: while none has (no rollout has begun), no device
-// needs reading.
+// change that can alter many moves on: an entry of an older generation,
+// or older than the TTL, is read again. A change that can alter one
+// device's alone (a report moving it in its rollout) forgets that
+// device's. It also holds whether any device has an assignment at all:
+// while none has (no rollout has begun), no device needs reading.
 type assignmentCache struct {
 	now func() time.Time
 	mu  sync.Mutex
 	gen uint64
+	// forgets counts the devices forgotten; forgot holds the count at
+	// each device's last, since the generation began, so that what was
+	// read before it is not kept.
+	forgets uint64
+	forgot  map[string]uint64
 	// none is whether no device had an assignment at generation noneGen,
 	// read at noneAt.
 	none    bool
@@ -49,45 +55,72 @@ type cachedAssignment struct {
 }
 
 func newAssignmentCache(now func() time.Time) *assignmentCache {
-	return &assignmentCache{now: now, gen: 1, devices: map[string]cachedAssignment{}}
+	return &assignmentCache{now: now, gen: 1, devices: map[string]cachedAssignment{}, forgot: map[string]uint64{}}
 }
 
 // invalidate drops every assignment held.
 func (c *assignmentCache) invalidate() {
 	c.mu.Lock()
-	c.gen++
-	clear(c.devices)
+	c.invalidateLocked()
 	c.mu.Unlock()
 }
 
-// lookup returns id's assignment if held and current; otherwise the
-// generation to read it at, and whether it is known that no device has
-// one.
-func (c *assignmentCache) lookup(id string) (a *Assignment, ok bool, gen uint64, noneKnown bool) {
+func (c *assignmentCache) invalidateLocked() {
+	c.gen++
+	clear(c.devices)
+	clear(c.forgot)
+}
+
+// forget drops the assignment held for id, and that no device has one,
+// if held (id may now have one). That some device has one is kept: it
+// only sends Assignment to read the device's.
+func (c *assignmentCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.forgot) >= assignmentEntries {
+		c.invalidateLocked()
+		return
+	}
+	c.forgets++
+	c.forgot[id] = c.forgets
+	delete(c.devices, id)
+	if c.none {
+		c.noneGen = 0
+	}
+}
+
+// readMark is when a read began: what it read is kept only if nothing
+// that could alter it came since.
+type readMark struct{ gen, forgets uint64 }
+
+// lookup returns id's assignment if held and current; otherwise the mark
+// to read it at, and whether it is known that no device has one.
+func (c *assignmentCache) lookup(id string) (a *Assignment, ok bool, m readMark, noneKnown bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
+	m = readMark{c.gen, c.forgets}
 	if e, hit := c.devices[id]; hit && e.gen == c.gen && now.Sub(e.at) < AssignmentTTL {
 		if e.a != nil {
 			a := *e.a // the caller's own
-			return &a, true, c.gen, false
+			return &a, true, m, false
 		}
-		return nil, true, c.gen, false
+		return nil, true, m, false
 	}
 	if c.noneGen == c.gen && now.Sub(c.noneAt) < AssignmentTTL {
 		if c.none {
-			return nil, true, c.gen, true
+			return nil, true, m, true
 		}
-		return nil, false, c.gen, true
+		return nil, false, m, true
 	}
-	return nil, false, c.gen, false
+	return nil, false, m, false
 }
 
-// keep holds what was read at gen, unless a change came since.
-func (c *assignmentCache) keep(id string, a *Assignment, gen uint64, at time.Time) {
+// keep holds what was read for id from m on, unless a change came since.
+func (c *assignmentCache) keep(id string, a *Assignment, m readMark, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if m.gen != c.gen || c.forgot[id] > m.forgets {
 		return
 	}
 	if len(c.devices) >= assignmentEntries {
@@ -96,15 +129,16 @@ func (c *assignmentCache) keep(id string, a *Assignment, gen uint64, at time.Tim
 			break
 		}
 	}
-	c.devices[id] = cachedAssignment{a: a, gen: gen, at: at}
+	c.devices[id] = cachedAssignment{a: a, gen: m.gen, at: at}
 }
 
-// keepNone holds whether no device has an assignment, read at gen.
-func (c *assignmentCache) keepNone(none bool, gen uint64, at time.Time) {
+// keepNone holds whether no device has an assignment, read from m on,
+// unless a change came since that could make it wrong.
+func (c *assignmentCache) keepNone(none bool, m readMark, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen == c.gen {
-		c.none, c.noneGen, c.noneAt = none, gen, at
+	if m.gen == c.gen && (!none || m.forgets == c.forgets) {
+		c.none, c.noneGen, c.noneAt = none, m.gen, at
 	}
 }
 
@@ -124,7 +158,7 @@ func (s *DB) inAssignTx(ctx context.Context, f func(tx *sql.Tx) error) error {
 // device already installing, so that it can finish. Answers come from
 // memory while no change can have altered them (AssignmentTTL).
 func (s *DB) Assignment(ctx context.Context, id string) (*Assignment, error) {
-	a, ok, gen, noneKnown := s.assign.lookup(id)
+	a, ok, m, noneKnown := s.assign.lookup(id)
 	if ok {
 		return a, nil
 	}
@@ -136,7 +170,7 @@ func (s *DB) Assignment(ctx context.Context, id string) (*Assignment, error) {
 			return nil, fmt.Errorf("assignments: %w", err)
 		}
 		none := errors.Is(err, sql.ErrNoRows)
-		s.assign.keepNone(none, gen, at)
+		s.assign.keepNone(none, m, at)
 		if none {
 			return nil, nil
 		}
@@ -150,6 +184,6 @@ func (s *DB) Assignment(ctx context.Context, id string) (*Assignment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("device %s assignment: %w", id, err)
 	}
-	s.assign.keep(id, a, gen, at)
+	s.assign.keep(id, a, m, at)
 	return a, nil
 }

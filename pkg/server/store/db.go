@@ -28,6 +28,8 @@ type DB struct {
 	assign *assignmentCache
 	// writers queues the writers when the dialect takes one at a time.
 	writers sync.Mutex
+	// reports queues the status reports written in groups (ReportStatus).
+	reports reportQueue
 }
 
 // newDB returns the store over db, writing the times Seen records every
@@ -57,6 +59,13 @@ type dialect struct {
 	// retry says whether a transaction that failed with err may succeed
 	// when run again (a serialization failure, a deadlock).
 	retry func(err error) bool
+	// anonymous says the statements built for many rows (placeholders)
+	// take SQLite's anonymous "?" rather than "$N". SQLite takes "$N" as a
+	// name, and its parser, and the driver when it binds each argument
+	// (sqlite3_bind_parameter_name), look each up in a list, one by one:
+	// a statement of 20,000 took seconds (and the one writer waited).
+	// "?" is found by its place, at once.
+	anonymous bool
 	// oneWriter says the database takes one writer at a time: DB queues
 	// its writers itself (writers), in order, rather than have them poll
 	// for the lock, where under load one could lose to the others until
@@ -218,7 +227,7 @@ func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < len(ds); start += insertRows {
-			if err := insertDevices(ctx, tx, ds[start:min(start+insertRows, len(ds))]); err != nil {
+			if err := insertDevices(ctx, tx, s.d, ds[start:min(start+insertRows, len(ds))]); err != nil {
 				return err
 			}
 		}
@@ -227,7 +236,7 @@ func (s *DB) RegisterDevices(ctx context.Context, ds []Device, ev Event) error {
 	if !s.d.uniqueViolation(err) {
 		return err
 	}
-	if err := registered(ctx, s.db, ds); err != nil {
+	if err := registered(ctx, s.db, s.d, ds); err != nil {
 		return err
 	}
 	return fmt.Errorf("devices %s to %s: %w (one of them was registered meanwhile)", ds[0].ID, ds[len(ds)-1].ID, ErrExists)
@@ -257,7 +266,7 @@ func givenTwice(ds []Device) error {
 
 // registered names the first device of ds whose ID or token is
 // registered: nil when none is.
-func registered(ctx context.Context, q querier, ds []Device) error {
+func registered(ctx context.Context, q querier, d dialect, ds []Device) error {
 	takenID, takenToken := map[string]bool{}, map[string]bool{}
 	for start := 0; start < len(ds); start += insertRows {
 		batch := ds[start:min(start+insertRows, len(ds))]
@@ -268,8 +277,8 @@ func registered(ctx context.Context, q querier, ds []Device) error {
 		for _, d := range batch {
 			args = append(args, d.TokenSHA256)
 		}
-		rows, err := q.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+placeholders(1, len(batch))+`)
-			OR token_sha256 IN (`+placeholders(len(batch)+1, len(batch))+`)`, args...)
+		rows, err := q.QueryContext(ctx, `SELECT id, token_sha256 FROM devices WHERE id IN (`+d.placeholders(1, len(batch))+`)
+			OR token_sha256 IN (`+d.placeholders(len(batch)+1, len(batch))+`)`, args...)
 		if err != nil {
 			return fmt.Errorf("registered devices: %w", err)
 		}
@@ -298,16 +307,16 @@ func registered(ctx context.Context, q querier, ds []Device) error {
 }
 
 // insertDevices adds ds in one statement.
-func insertDevices(ctx context.Context, tx *sql.Tx, ds []Device) error {
+func insertDevices(ctx context.Context, tx *sql.Tx, d dialect, ds []Device) error {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO devices (id, board, token_sha256, token_expires, created, installed_version) VALUES `)
 	args := make([]any, 0, 6*len(ds))
-	for i, d := range ds {
+	for i, dev := range ds {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(" + placeholders(len(args)+1, 6) + ")")
-		args = append(args, d.ID, d.Board, d.TokenSHA256, nanos(d.TokenExpires), d.Created.UnixNano(), d.InstalledVersion)
+		q.WriteString("(" + d.placeholders(len(args)+1, 6) + ")")
+		args = append(args, dev.ID, dev.Board, dev.TokenSHA256, nanos(dev.TokenExpires), dev.Created.UnixNano(), dev.InstalledVersion)
 	}
 	if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 		return fmt.Errorf("devices %s to %s: %w", ds[0].ID, ds[len(ds)-1].ID, err)
@@ -315,16 +324,26 @@ func insertDevices(ctx context.Context, tx *sql.Tx, ds []Device) error {
 	return nil
 }
 
-// placeholders returns n placeholders from $first: "$3, $4, $5".
-func placeholders(first, n int) string {
+// placeholders returns n placeholders from first: "$3, $4, $5", or on
+// SQLite "?, ?, ?" (anonymous), so a statement built of them must have
+// each number once, in order, and no other placeholder.
+func (d dialect) placeholders(first, n int) string {
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("$" + strconv.Itoa(first+i))
+		b.WriteString(d.placeholder(first + i))
 	}
 	return b.String()
+}
+
+// placeholder is placeholders' placeholder n.
+func (d dialect) placeholder(n int) string {
+	if d.anonymous {
+		return "?"
+	}
+	return "$" + strconv.Itoa(n)
 }
 
 const deviceColumns = `id, board, token_sha256, token_expires, revoked_at, created, last_seen, installed_version, status, cert_sha256`
@@ -440,34 +459,6 @@ func updateDevice(ctx context.Context, ex interface {
 		return fmt.Errorf("device %s: %w", id, ErrNotFound)
 	}
 	return nil
-}
-
-// ReportStatus implements Reports. The report goes to the device's
-// timeline too, and moves the device in its rollout, in the same
-// transaction.
-func (s *DB) ReportStatus(ctx context.Context, id string, st api.Status, at time.Time) error {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	moved := false
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := updateDevice(ctx, tx, id, `UPDATE devices SET last_seen = $2, installed_version = $3, phase = $4, status = $5 WHERE id = $1`,
-			at.UnixNano(), st.InstalledVersion, string(st.Phase), string(b)); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO status_reports (device_id, at, status) VALUES ($1, $2, $3)`, id, at.UnixNano(), string(b)); err != nil {
-			return fmt.Errorf("device %s report: %w", id, err)
-		}
-		if moved, err = reportToRollout(ctx, tx, id, st, at); err != nil {
-			return fmt.Errorf("device %s rollout: %w", id, err)
-		}
-		return nil
-	})
-	if err == nil && moved {
-		s.assign.invalidate()
-	}
-	return err
 }
 
 // ReportInventory implements Reports.

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -291,9 +292,20 @@ func (s *DB) DeleteRelease(ctx context.Context, board, version string, ev Event)
 
 // waveOrder is the order devices fill waves in: by the SHA-256 of their
 // IDs, so that it is fixed and spread over the fleet whatever the IDs.
+// Each ID is hashed once (a million, in a rollout over the whole fleet).
 func waveOrder(ids []string) {
-	key := func(id string) string { h := sha256.Sum256([]byte(id)); return string(h[:]) }
-	slices.SortFunc(ids, func(a, b string) int { return strings.Compare(key(a), key(b)) })
+	type keyed struct {
+		key [sha256.Size]byte
+		id  string
+	}
+	ks := make([]keyed, len(ids))
+	for i, id := range ids {
+		ks[i] = keyed{sha256.Sum256([]byte(id)), id}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return bytes.Compare(a.key[:], b.key[:]) })
+	for i := range ks {
+		ids[i] = ks[i].id
+	}
 }
 
 // CreateRollout implements Fleet.
@@ -316,7 +328,7 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if err != nil {
 			return err
 		}
-		ids, err := strs(ctx, tx, `SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where+` ORDER BY id`,
+		ids, err := strs(ctx, tx, `SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where,
 			append([]any{r.Board}, c.Args...)...)
 		if err != nil {
 			return fmt.Errorf("rollout target: %w", err)
@@ -324,16 +336,8 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if len(ids) == 0 {
 			return fmt.Errorf("target %q: %w of board %s that is not revoked", r.Target, ErrNoDevices, r.Board)
 		}
-		for _, id := range ids {
-			var other int64
-			err := tx.QueryRowContext(ctx, `SELECT r.id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
-				WHERE d.device_id = $1 AND r.state IN ('created', 'running', 'paused')`, id).Scan(&other)
-			if err == nil {
-				return fmt.Errorf("device %s is in rollout %d, which is active: %w", id, other, ErrState)
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
+		if err := inActiveRollout(ctx, tx, c, r.Board); err != nil {
+			return err
 		}
 		waveOrder(ids)
 		r.Sizes = ResolveWaves(r.Waves, len(ids))
@@ -349,20 +353,88 @@ func (s *DB) CreateRollout(ctx context.Context, r Rollout, target filter.Expr, e
 		if err != nil {
 			return fmt.Errorf("rollout: %w", err)
 		}
-		next := 0
-		for wave, size := range r.Sizes {
-			for _, id := range ids[next : next+size] {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_devices (rollout_id, device_id, wave, state, updated) VALUES ($1, $2, $3, $4, $5)`,
-					r.ID, id, wave, string(Assigned), r.Created.UnixNano()); err != nil {
-					return fmt.Errorf("rollout %d device %s: %w", r.ID, id, err)
-				}
-			}
-			next += size
+		if err := insertRolloutDevices(ctx, tx, s.d, r, ids); err != nil {
+			return err
 		}
 		ev.Target = fmt.Sprint(r.ID)
 		return record(ctx, tx, ev)
 	})
 	return r, err
+}
+
+// inActiveRollout names the first device, in ID order, of the target
+// (board, and the compiled filter c with its placeholders from $2) that
+// is in an active rollout: one query, whatever the target's size.
+func inActiveRollout(ctx context.Context, tx *sql.Tx, c filter.SQL, board string) error {
+	var (
+		id    string
+		other int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT d.device_id, r.id FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+		WHERE r.state IN ('created', 'running', 'paused')
+		AND d.device_id IN (SELECT id FROM devices WHERE board = $1 AND revoked_at IS NULL AND `+c.Where+`)
+		ORDER BY d.device_id, r.id LIMIT 1`, append([]any{board}, c.Args...)...).Scan(&id, &other)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("rollout target: devices in active rollouts: %w", err)
+	}
+	return fmt.Errorf("device %s is in rollout %d, which is active: %w", id, other, ErrState)
+}
+
+// rolloutRows bounds the devices of one INSERT into rollout_devices: two
+// arguments each, within SQLite's 32,766.
+const rolloutRows = 10_000
+
+// insertRolloutDevices adds ids, in wave order, to rollout r's waves
+// (r.Sizes), and counts each wave's devices (rollout_waves), all
+// assigned. The devices are inserted in ID order, rolloutRows to a
+// statement: on PostgreSQL each row's foreign key is checked, and its
+// device's row locked, through the devices' ID index and table, which
+// are then read in order rather than at random (a million rows took 37 s
+// in wave order, 21 s in ID order).
+func insertRolloutDevices(ctx context.Context, tx *sql.Tx, d dialect, r Rollout, ids []string) error {
+	type member struct {
+		id   string
+		wave int
+	}
+	ms := make([]member, 0, len(ids))
+	next := 0
+	for wave, size := range r.Sizes {
+		for _, id := range ids[next : next+size] {
+			ms = append(ms, member{id, wave})
+		}
+		next += size
+		if size == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rollout_waves (rollout_id, wave, assigned, installing, succeeded, failed) VALUES ($1, $2, $3, 0, 0, 0)`,
+			r.ID, wave, size); err != nil {
+			return fmt.Errorf("rollout %d wave %d: %w", r.ID, wave+1, err)
+		}
+	}
+	slices.SortFunc(ms, func(a, b member) int { return strings.Compare(a.id, b.id) })
+	// The rollout's ID and time, integers, are written out, so that each
+	// placeholder comes once, in order (placeholders).
+	row := fmt.Sprintf("(%d, %d, ", r.ID, r.Created.UnixNano())
+	for start := 0; start < len(ms); start += rolloutRows {
+		batch := ms[start:min(start+rolloutRows, len(ms))]
+		var q strings.Builder
+		q.WriteString(`INSERT INTO rollout_devices (rollout_id, updated, device_id, wave, state) VALUES `)
+		args := make([]any, 0, 2*len(batch))
+		for i, m := range batch {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(row + d.placeholders(len(args)+1, 2) + ", 'assigned')")
+			args = append(args, m.id, m.wave)
+		}
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("rollout %d devices %s to %s: %w", r.ID, batch[0].id, batch[len(batch)-1].id, err)
+		}
+	}
+	return nil
 }
 
 const rolloutColumns = `id, board, version, target, waves, success_threshold, error_threshold, state, open_wave, created, updated, reason`
@@ -388,64 +460,101 @@ func scanRollout(row scanner) (Rollout, error) {
 	return r, nil
 }
 
-// rolloutProgress reads rollout id and counts its waves' devices.
+// rolloutProgress reads rollout id and its waves' devices counted by
+// state (rollout_waves), in one query: the policy runs it after every
+// report that moves a device.
 func rolloutProgress(ctx context.Context, q querier, id int64) (Rollout, []WaveProgress, error) {
-	r, err := scanRollout(q.QueryRowContext(ctx, `SELECT `+rolloutColumns+` FROM rollouts WHERE id = $1`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
-	}
+	// No column of rollout_waves is named as one of rollouts.
+	rows, err := q.QueryContext(ctx, `SELECT `+rolloutColumns+`, wave, assigned, installing, succeeded, failed
+		FROM rollouts LEFT JOIN rollout_waves ON rollout_id = id WHERE id = $1`, id)
 	if err != nil {
-		return r, nil, err
-	}
-	waves := make([]WaveProgress, len(r.Sizes))
-	for i, n := range r.Sizes {
-		waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
-	}
-	rows, err := q.QueryContext(ctx, `SELECT wave, state, COUNT(*) FROM rollout_devices WHERE rollout_id = $1 GROUP BY wave, state`, id)
-	if err != nil {
-		return r, nil, err
+		return Rollout{}, nil, err
 	}
 	defer rows.Close()
+	var (
+		r     Rollout
+		waves []WaveProgress
+	)
 	for rows.Next() {
 		var (
-			wave, n int
-			state   string
+			wave                                    sql.NullInt64
+			assigned, installing, succeeded, failed sql.NullInt64
 		)
-		if err := rows.Scan(&wave, &state, &n); err != nil {
+		row, err := scanRollout(withExtra{rows, []any{&wave, &assigned, &installing, &succeeded, &failed}})
+		if err != nil {
 			return r, nil, err
 		}
-		if wave < 0 || wave >= len(waves) {
-			return r, nil, fmt.Errorf("rollout %d: device in wave %d of %d", id, wave, len(waves))
+		if waves == nil {
+			r = row
+			waves = make([]WaveProgress, len(r.Sizes))
+			for i, n := range r.Sizes {
+				waves[i] = WaveProgress{Size: n, Open: r.State != Created && i <= r.OpenWave}
+			}
 		}
-		switch DeviceState(state) {
-		case Assigned:
-			waves[wave].Assigned = n
-		case Installing:
-			waves[wave].Installing = n
-		case Succeeded:
-			waves[wave].Succeeded = n
-		case Failed:
-			waves[wave].Failed = n
+		if !wave.Valid { // no wave counted
+			continue
 		}
+		w := int(wave.Int64)
+		if w < 0 || w >= len(waves) {
+			return r, nil, fmt.Errorf("rollout %d: devices counted in wave %d of %d", id, w, len(waves))
+		}
+		waves[w].Assigned, waves[w].Installing = int(assigned.Int64), int(installing.Int64)
+		waves[w].Succeeded, waves[w].Failed = int(succeeded.Int64), int(failed.Int64)
 	}
-	return r, waves, rows.Err()
+	if err := rows.Err(); err != nil {
+		return r, nil, err
+	}
+	if waves == nil {
+		return r, nil, fmt.Errorf("rollout %d: %w", id, ErrNotFound)
+	}
+	return r, waves, nil
 }
 
-// evaluate applies advance to rollout id and stores what changed.
-func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout, error) {
+// withExtra scans a row's columns into the destinations given, then
+// into extra.
+type withExtra struct {
+	row   scanner
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error { return w.row.Scan(append(dest, w.extra...)...) }
+
+// evaluate applies advance to rollout id and stores what changed; it
+// says whether anything did.
+func evaluate(ctx context.Context, tx *sql.Tx, id int64, now time.Time) (Rollout, bool, error) {
 	r, waves, err := rolloutProgress(ctx, tx, id)
 	if err != nil {
-		return r, err
+		return r, false, err
 	}
-	state, open, reason := advance(r, waves)
-	if state == r.State && open == r.OpenWave {
-		return r, nil
-	}
-	r.State, r.OpenWave, r.Reason, r.Updated = state, open, reason, now
-	_, err = tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, open_wave = $3, reason = $4, updated = $5 WHERE id = $1`,
-		id, string(state), open, reason, now.UnixNano())
-	return r, err
+	c := rolloutCounts{r, waves}
+	changed, err := c.apply(ctx, tx, now)
+	return c.r, changed, err
 }
+
+// rolloutCounts is a rollout and its waves' progress as a transaction
+// read them and changed them since.
+type rolloutCounts struct {
+	r     Rollout
+	waves []WaveProgress
+}
+
+// apply applies advance to c and stores what changed; it says whether
+// anything did.
+func (c *rolloutCounts) apply(ctx context.Context, tx *sql.Tx, now time.Time) (bool, error) {
+	state, open, reason := advance(c.r, c.waves)
+	if state == c.r.State && open == c.r.OpenWave {
+		return false, nil
+	}
+	c.r.State, c.r.OpenWave, c.r.Reason, c.r.Updated = state, open, reason, now
+	_, err := tx.ExecContext(ctx, `UPDATE rollouts SET state = $2, open_wave = $3, reason = $4, updated = $5 WHERE id = $1`,
+		c.r.ID, string(state), open, reason, now.UnixNano())
+	return err == nil, err
+}
+
+// heldCounts holds, for reports written one after another in one
+// transaction, the rollouts they read and changed, so that each reads
+// them once: nothing but the transaction changes what it reads.
+type heldCounts map[int64]*rolloutCounts
 
 // Rollout implements Fleet.
 func (s *DB) Rollout(ctx context.Context, id int64) (Rollout, []WaveProgress, error) {
@@ -520,7 +629,7 @@ func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Eve
 			id, string(t.To), reason, ev.At.UnixNano()); err != nil {
 			return err
 		}
-		if r, err = evaluate(ctx, tx, id, ev.At); err != nil {
+		if r, _, err = evaluate(ctx, tx, id, ev.At); err != nil {
 			return err
 		}
 		return record(ctx, tx, ev)
@@ -528,33 +637,80 @@ func (s *DB) SetRolloutState(ctx context.Context, id int64, t Transition, ev Eve
 	return r, err
 }
 
-// reportToRollout moves device id in its newest rollout that runs, is
-// paused or completed (whose devices still have the release, and may
-// retry), by st, and applies the rollout's policy. It says whether it
-// moved the device.
-func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time) (bool, error) {
-	var (
-		rid     int64
-		version string
-		state   string
-	)
-	err := tx.QueryRowContext(ctx, `SELECT r.id, r.version, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
+// deviceRollout is where a device is in its newest rollout that runs,
+// is paused or completed (whose devices still have the release, and may
+// retry): the rollout, its release, the device's wave and state.
+type deviceRollout struct {
+	id      int64
+	version string
+	wave    int
+	state   DeviceState
+}
+
+// rolloutOf reads device id's rollout (deviceRollout); ok is false when
+// it is in none.
+func rolloutOf(ctx context.Context, q querier, id string) (dr deviceRollout, ok bool, err error) {
+	var state string
+	err = q.QueryRowContext(ctx, `SELECT r.id, r.version, d.wave, d.state FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout_id
 		WHERE d.device_id = $1 AND d.wave <= r.open_wave AND r.state IN ('running', 'paused', 'completed')
-		ORDER BY r.id DESC LIMIT 1`, id).Scan(&rid, &version, &state)
+		ORDER BY r.id DESC LIMIT 1`, id).Scan(&dr.id, &dr.version, &dr.wave, &state)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+		return dr, false, nil
 	}
-	if err != nil {
-		return false, err
+	dr.state = DeviceState(state)
+	return dr, err == nil, err
+}
+
+// moves is where st moves a device from dr: "" for nowhere.
+func (dr deviceRollout) moves(st api.Status) DeviceState {
+	to := deviceState(st, dr.version)
+	if to == dr.state || dr.state == Succeeded {
+		return ""
 	}
-	to := deviceState(st, version)
-	if to == "" || to == DeviceState(state) || DeviceState(state) == Succeeded {
-		return false, nil
+	return to
+}
+
+// reportToRollout moves device id in its rollout (rolloutOf) by st, and
+// applies the rollout's policy. It says whether it moved the device, and
+// whether the policy then changed the rollout. The rollout's counts are
+// read once for all the reports of a transaction that share held (nil:
+// read each time).
+func reportToRollout(ctx context.Context, tx *sql.Tx, id string, st api.Status, at time.Time, held heldCounts) (moved, changed bool, err error) {
+	dr, ok, err := rolloutOf(ctx, tx, id)
+	if err != nil || !ok {
+		return false, false, err
+	}
+	from, to := dr.state, dr.moves(st)
+	if to == "" {
+		return false, false, nil
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE rollout_devices SET state = $3, updated = $4 WHERE rollout_id = $1 AND device_id = $2`,
-		rid, id, string(to), at.UnixNano()); err != nil {
-		return false, err
+		dr.id, id, string(to), at.UnixNano()); err != nil {
+		return false, false, err
 	}
-	_, err = evaluate(ctx, tx, rid, at)
-	return err == nil, err
+	// from and to are DeviceStates, which name rollout_waves' columns.
+	if !from.valid() {
+		return false, false, fmt.Errorf("rollout %d device %s: stored state %q", dr.id, id, from)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE rollout_waves SET `+string(from)+` = `+string(from)+` - 1, `+string(to)+` = `+string(to)+` + 1
+		WHERE rollout_id = $1 AND wave = $2`, dr.id, dr.wave); err != nil {
+		return false, false, fmt.Errorf("rollout %d wave %d: %w", dr.id, dr.wave+1, err)
+	}
+	c := held[dr.id]
+	if c == nil {
+		// Read after the move: the counts include it.
+		r, waves, err := rolloutProgress(ctx, tx, dr.id)
+		if err != nil {
+			return false, false, err
+		}
+		c = &rolloutCounts{r, waves}
+		if held != nil {
+			held[dr.id] = c
+		}
+	} else {
+		*c.waves[dr.wave].count(from)--
+		*c.waves[dr.wave].count(to)++
+	}
+	changed, err = c.apply(ctx, tx, at)
+	return err == nil, changed, err
 }

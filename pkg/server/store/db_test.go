@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -91,6 +92,31 @@ func TestSQLitePragmas(t *testing.T) {
 	var fk int
 	if err := s.db.QueryRow(`PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
 		t.Errorf("foreign_keys = %d (%v), want 1", fk, err)
+	}
+	// A last_seen write of the most devices looks each up by its ID,
+	// rather than scanning them all.
+	args := make([]any, 0, 2*seenRows)
+	for i := range seenRows {
+		args = append(args, fmt.Sprint("dev-", i), int64(i))
+	}
+	rows, err := s.db.Query(`EXPLAIN QUERY PLAN `+seenQuery(sqliteDialect, seenRows), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var (
+			id, parent, unused int
+			detail             string
+		)
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if !slices.ContainsFunc(plan, func(d string) bool { return strings.HasPrefix(d, "SEARCH devices USING INDEX") }) {
+		t.Errorf("plan of a last_seen write of %d devices = %q, want the devices searched by their index", seenRows, plan)
 	}
 }
 

@@ -90,6 +90,11 @@ const (
 	Failed     DeviceState = "failed"     // reported a failure
 )
 
+// valid says whether s is one of the states above.
+func (s DeviceState) valid() bool {
+	return s == Assigned || s == Installing || s == Succeeded || s == Failed
+}
+
 // Wave is how far a wave reaches: Percent of the target devices, or Count
 // of them, counted from the first device of the first wave.
 type Wave struct {
@@ -119,6 +124,19 @@ type WaveProgress struct {
 	Size                                    int
 	Open                                    bool
 	Assigned, Installing, Succeeded, Failed int
+}
+
+// count is w's count of devices in state s, a valid one.
+func (w *WaveProgress) count(s DeviceState) *int {
+	switch s {
+	case Assigned:
+		return &w.Assigned
+	case Installing:
+		return &w.Installing
+	case Succeeded:
+		return &w.Succeeded
+	}
+	return &w.Failed
 }
 
 // RolloutDevice is a device in a rollout: its wave, from 0, and state.

@@ -104,7 +104,7 @@ func (s *DB) flushSeen(ctx context.Context) error {
 	var err error
 	for start := 0; start < len(ids) && err == nil; start += seenRows {
 		done := s.writing()
-		err = writeSeen(ctx, s.db, ids[start:min(start+seenRows, len(ids))], batch)
+		err = writeSeen(ctx, s.db, s.d, ids[start:min(start+seenRows, len(ids))], batch)
 		done()
 	}
 	b.mu.Lock()
@@ -122,22 +122,30 @@ func (s *DB) flushSeen(ctx context.Context) error {
 
 // writeSeen sets the last_seen of ids to their times in at, in one
 // statement.
-func writeSeen(ctx context.Context, db *sql.DB, ids []string, at map[string]int64) error {
-	var q strings.Builder
-	q.WriteString(`UPDATE devices SET last_seen = v.column2 FROM (VALUES `)
+func writeSeen(ctx context.Context, db *sql.DB, d dialect, ids []string, at map[string]int64) error {
 	args := make([]any, 0, 2*len(ids))
-	for i, id := range ids {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		fmt.Fprintf(&q, "(CAST($%d AS TEXT), CAST($%d AS BIGINT))", 2*i+1, 2*i+2)
+	for _, id := range ids {
 		args = append(args, id, at[id])
 	}
-	q.WriteString(`) AS v WHERE devices.id = v.column1 AND (devices.last_seen IS NULL OR devices.last_seen < v.column2)`)
-	if _, err := db.ExecContext(ctx, q.String(), args...); err != nil {
+	if _, err := db.ExecContext(ctx, seenQuery(d, len(ids)), args...); err != nil {
 		return fmt.Errorf("last seen of %d devices, %s to %s: %w", len(ids), ids[0], ids[len(ids)-1], err)
 	}
 	return nil
+}
+
+// seenQuery is writeSeen's statement for n devices, whose IDs and times
+// are its arguments, in turn.
+func seenQuery(d dialect, n int) string {
+	var q strings.Builder
+	q.WriteString(`UPDATE devices SET last_seen = v.column2 FROM (VALUES `)
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "(CAST(%s AS TEXT), CAST(%s AS BIGINT))", d.placeholder(2*i+1), d.placeholder(2*i+2))
+	}
+	q.WriteString(`) AS v WHERE devices.id = v.column1 AND (devices.last_seen IS NULL OR devices.last_seen < v.column2)`)
+	return q.String()
 }
 
 // overlaySeen sets d's LastSeen to the time recorded for it, when later.
