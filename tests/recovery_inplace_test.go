@@ -130,7 +130,7 @@ func TestRecoveryInPlace(t *testing.T) {
 // The power-cut test's knobs, from the environment: `make soak CUTS=N`
 // sets the first.
 const (
-	cutsVar    = "LIFEBOAT_CUTS"     // how many cuts [20]
+	cutsVar    = "LIFEBOAT_CUTS"     // how many cuts [12]
 	cutSeedVar = "LIFEBOAT_CUT_SEED" // the seed of the cut times [from the clock, logged]
 )
 
@@ -244,7 +244,7 @@ var (
 func TestRecoveryInPlacePowerCut(t *testing.T) {
 	f := needRecovery(t)
 	t.Parallel()
-	cuts := int(envInt(t, cutsVar, 20))
+	cuts := int(envInt(t, cutsVar, 12))
 	if cuts == 0 {
 		t.Fatalf("%s=0: want at least one cut", cutsVar)
 	}
